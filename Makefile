@@ -1,0 +1,33 @@
+# Two commands: `make run` starts the backend, `make test` runs the suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PACKAGES := shared services/dossier services/payment services/notify
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test test-fast migrate clean
+
+$(STAMP): requirements.txt $(foreach p,$(PACKAGES),$(wildcard $(p)/pyproject.toml))
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps $(foreach p,$(PACKAGES),$(if $(wildcard $(p)/pyproject.toml),-e $(p)))
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## run: start every process of the Procfile against the local RabbitMQ
+run: install
+	mkdir -p var
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile
+
+## test: the whole suite against the real RabbitMQ and PostgreSQL
+test: install
+	$(BIN)/pytest tests -q -p no:cacheprovider
+
+## migrate: apply every service's migrations (they also run at start-up)
+migrate: install
+	for s in dossier payment notify; do $(BIN)/portal-migrate $$s || exit 1; done
+
+clean:
+	rm -rf $(VENV) var

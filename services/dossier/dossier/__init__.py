@@ -1,0 +1,1 @@
+"""Dossier lifecycle service (Nameko name ``dossier``)."""

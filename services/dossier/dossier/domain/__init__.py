@@ -1,0 +1,1 @@
+"""The dossier domain: plain Python, no Nameko, no SQLAlchemy."""

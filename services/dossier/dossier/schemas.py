@@ -1,0 +1,114 @@
+"""Request and response schemas of the dossier RPC interface (marshmallow 4)."""
+import re
+
+from marshmallow import Schema, ValidationError, fields, post_load, validate, validates, validates_schema
+
+from dossier.domain.model import ACTIONS, Status
+from portal_shared.phones import normalise_vn_mobile
+from portal_shared.timeutil import isoformat
+
+CITIZEN_ID = re.compile(r"^\d{12}$")
+
+
+class ApplicantSchema(Schema):
+    full_name = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    id_number = fields.String(required=True)
+    phone = fields.String(load_default=None, allow_none=True)
+    email = fields.Email(load_default=None, allow_none=True, validate=validate.Length(max=254))
+    address = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
+
+    @validates("full_name")
+    def _full_name(self, value, **kwargs):
+        if not value.strip():
+            raise ValidationError("must not be blank")
+
+    @validates("id_number")
+    def _id_number(self, value, **kwargs):
+        if not CITIZEN_ID.match(value or ""):
+            raise ValidationError("must be a 12-digit citizen ID number")
+
+    @validates("phone")
+    def _phone(self, value, **kwargs):
+        if value is not None and normalise_vn_mobile(value) is None:
+            raise ValidationError("must be a Vietnamese mobile number (0xxxxxxxxx or +84xxxxxxxxx)")
+
+    @validates_schema
+    def _contact(self, data, **kwargs):
+        if not data.get("phone") and not data.get("email"):
+            raise ValidationError("give at least one of phone and email", field_name="phone")
+
+    @post_load
+    def _normalise(self, data, **kwargs):
+        data["full_name"] = data["full_name"].strip()
+        if data.get("phone"):
+            data["phone"] = normalise_vn_mobile(data["phone"])
+        return data
+
+
+class SubmitDossierSchema(Schema):
+    procedure_code = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    applicant = fields.Nested(ApplicantSchema, required=True)
+    form_data = fields.Dict(keys=fields.String(), load_default=dict, allow_none=True)
+
+
+class ActOnDossierSchema(Schema):
+    code = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    action = fields.String(required=True, validate=validate.OneOf(ACTIONS))
+    actor = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
+
+
+class ListDossiersSchema(Schema):
+    applicant_id_number = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(CITIZEN_ID))
+    status = fields.String(load_default=None, allow_none=True, validate=validate.OneOf([s.value for s in Status]))
+    agency_code = fields.String(load_default=None, allow_none=True)
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+
+
+class StatsSchema(Schema):
+    agency_code = fields.String(load_default=None, allow_none=True)
+    since = fields.AwareDateTime(load_default=None, allow_none=True, default_timezone=None)
+    until = fields.AwareDateTime(load_default=None, allow_none=True, default_timezone=None)
+
+    @validates_schema
+    def _range(self, data, **kwargs):
+        if data.get("since") and data.get("until") and data["since"] > data["until"]:
+            raise ValidationError("must not be after until", field_name="since")
+
+
+class PaymentSucceededSchema(Schema):
+    event_id = fields.String(required=True)
+    dossier_code = fields.String(required=True)
+    txn_ref = fields.String(load_default=None)
+    occurred_at = fields.String(load_default=None)
+
+    class Meta:
+        unknown = "exclude"
+
+
+def dump_dossier(dossier):
+    """The contract's Dossier representation."""
+    return {
+        "code": dossier.code,
+        "procedure_code": dossier.procedure.code,
+        "procedure_name": dossier.procedure.name,
+        "agency_code": dossier.procedure.agency_code,
+        "status": dossier.status.value,
+        "status_code": dossier.status.code,
+        "fee_amount": dossier.procedure.fee,
+        "fee_paid": dossier.fee_paid,
+        "applicant": {
+            "full_name": dossier.applicant.full_name,
+            "id_number": dossier.applicant.id_number,
+            "phone": dossier.applicant.phone,
+            "email": dossier.applicant.email,
+            "address": dossier.applicant.address,
+        },
+        "form_data": dossier.form_data,
+        "submitted_at": isoformat(dossier.submitted_at),
+        "due_at": isoformat(dossier.due_at),
+        "history": [
+            {"status": h.status.value, "at": isoformat(h.at), "actor": h.actor, "note": h.note} for h in dossier.history
+        ],
+    }

@@ -1,0 +1,34 @@
+"""Consumer inbox: each event takes effect at most once per consumer.
+
+``claim_event`` inserts ``(consumer, event_id)`` inside the handler's own
+transaction. The first transaction to insert wins; a redelivery, or the same
+event reaching another process of the service, finds the row (on PostgreSQL a
+concurrent insert waits for the first to commit) and is skipped. If the
+handler fails, its transaction rolls back and the claim goes with it, so a
+retry can take effect.
+"""
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from portal_shared.schema import inbox_table
+from portal_shared.timeutil import utcnow
+
+
+def claim_event(session, consumer, event_id):
+    """Return True if this consumer has not yet processed ``event_id``."""
+    values = {"consumer": consumer, "event_id": str(event_id), "received_at": utcnow()}
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(inbox_table).values(**values).on_conflict_do_nothing().returning(inbox_table.c.event_id)
+    return session.execute(statement).first() is not None
+
+
+def already_processed(session, consumer, event_id):
+    return (
+        session.execute(
+            sa.select(inbox_table.c.event_id).where(
+                inbox_table.c.consumer == consumer, inbox_table.c.event_id == str(event_id)
+            )
+        ).first()
+        is not None
+    )

@@ -1,0 +1,51 @@
+"""Alembic glue shared by the services' migration environments.
+
+Each service's ``migrations/env.py`` calls ``run_migrations(metadata, env_var)``.
+Migrations run at service start-up (``DATABASE_MIGRATE_ON_START``, default on)
+or by hand: ``portal-migrate dossier`` (likewise ``payment``, ``notify``).
+"""
+import sys
+
+from alembic import context
+
+from portal_shared.config import env_or
+
+SERVICES = {
+    "dossier": ("dossier:migrations", "DOSSIER_DATABASE_URL", "sqlite:///var/dossier.db"),
+    "payment": ("payment:migrations", "PAYMENT_DATABASE_URL", "sqlite:///var/payment.db"),
+    "notify": ("notify:migrations", "NOTIFY_DATABASE_URL", "sqlite:///var/notify.db"),
+}
+
+
+def run_migrations(target_metadata, url_env_var, default_url):
+    """Body of an Alembic ``env.py``: use the given connection, else the URL from the environment."""
+    from portal_shared.db import create_db_engine
+
+    connection = context.config.attributes.get("connection")
+    if connection is not None:
+        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    engine = create_db_engine(env_or(url_env_var, default_url))
+    with engine.begin() as connection:
+        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+        context.run_migrations()
+
+
+def main(argv=None):
+    """``portal-migrate SERVICE``: upgrade that service's database to head."""
+    from portal_shared.db import create_db_engine, upgrade_database
+
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1 or argv[0] not in SERVICES:
+        print(f"usage: portal-migrate {{{','.join(SERVICES)}}}", file=sys.stderr)
+        return 2
+    location, env_var, default_url = SERVICES[argv[0]]
+    upgrade_database(create_db_engine(env_or(env_var, default_url)), location)
+    print(f"{argv[0]}: database at head")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
