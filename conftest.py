@@ -1,5 +1,9 @@
 """Root conftest: green threads first, then the project's fixtures."""
-import eventlet
+import warnings
+
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+
+import eventlet  # noqa: E402
 
 eventlet.monkey_patch()
 

@@ -39,3 +39,11 @@ def make_collector(source_service, event_type, name="event_collector"):
 def rpc_proxy(config):
     """A cluster RPC proxy for one green thread (never share one between threads)."""
     return ClusterRpcProxy(config, timeout=30)
+
+
+def http_port(container):
+    """The port a container's nameko web server listens on (configured as port 0)."""
+    from nameko.web.server import WebServer
+
+    server = next(ext for ext in container.subextensions if isinstance(ext, WebServer))
+    return server._sock.getsockname()[1]

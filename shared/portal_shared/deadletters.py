@@ -101,7 +101,7 @@ def replay_queue(amqp_uri, queue_name, event_id=None, out=sys.stdout):
                 content_encoding=message.content_encoding,
                 delivery_mode=2,
             )
-            message.ack()
+            channel.basic_ack(message.delivery_tag)
             replayed += 1
             out.write(f"replayed {info['event_id']} -> {origin}\n")
         channel.close()

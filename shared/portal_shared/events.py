@@ -10,7 +10,7 @@ only once its copy is confirmed.
 """
 import traceback
 
-from kombu import Queue
+from kombu import Connection, Queue
 from nameko.amqp.publish import get_producer
 from nameko.events import EventHandler
 
@@ -58,6 +58,11 @@ class ReliableEventHandler(EventHandler):
         self.max_attempts = int(config.get("EVENT_MAX_ATTEMPTS", self.max_attempts))
         self.backoff_seconds = float(config.get("EVENT_RETRY_BACKOFF_SECONDS", self.backoff_seconds))
         self.retry_queue, self.dead_letter_queue = declare_side_queues(self.queue.name)
+        # Declared up front so operators see the dead-letter queue before anything is parked.
+        with Connection(self.amqp_uri) as connection:
+            channel = connection.default_channel
+            for queue in (self.retry_queue, self.dead_letter_queue):
+                queue(channel).declare()
 
     def handle_result(self, message, worker_ctx, result=None, exc_info=None):
         if exc_info is not None:
@@ -76,7 +81,7 @@ class ReliableEventHandler(EventHandler):
             target, expiration = self.retry_queue, self.backoff_seconds * 2 ** (attempts - 1)
         else:
             target, expiration = self.dead_letter_queue, None
-        with get_producer(self.amqp_uri, use_confirms=True) as producer:
+        with get_producer(self.amqp_uri, confirms=True) as producer:
             producer.publish(
                 message.body,
                 exchange="",

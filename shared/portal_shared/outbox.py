@@ -58,6 +58,7 @@ class OutboxRelay:
     """Publishes committed outbox rows; see the module docstring."""
 
     batch_size = 500
+    max_backoff_seconds = 5.0
 
     def __init__(self, engine, amqp_uri, service_name, sweep_seconds=1.0):
         self.engine = engine
@@ -81,7 +82,7 @@ class OutboxRelay:
         self._running = True
         failures = 0
         while self._running:
-            self._wake.wait(self.sweep_seconds if failures == 0 else min(30, self.sweep_seconds * 2**failures))
+            self._wake.wait(self._delay(failures))
             self._wake.clear()
             if not self._running:
                 break
@@ -90,7 +91,11 @@ class OutboxRelay:
                 failures = 0
             except Exception as exc:  # broker or database away: keep rows, retry later
                 failures = min(failures + 1, 5)
-                log.warning("outbox_relay_failed", error=str(exc), retry_in_s=self.sweep_seconds * 2**failures)
+                log.warning("outbox_relay_failed", error=str(exc), retry_in_s=self._delay(failures))
+
+    def _delay(self, failures):
+        """Sweep interval, doubled per consecutive failure up to ``max_backoff_seconds``."""
+        return min(self.max_backoff_seconds, self.sweep_seconds * 2**failures)
 
     def _publisher(self):
         return Publisher(
