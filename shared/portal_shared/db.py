@@ -16,7 +16,7 @@ from sqlalchemy.pool import StaticPool
 
 from portal_shared import outbox
 from portal_shared.config import get_bool, get_float, get_str
-from portal_shared.logs import get_logger
+from portal_shared.logs import configure_logging, get_logger
 from portal_shared.sqltypes import UtcDateTime  # noqa: F401  (re-exported for the services)
 
 log = get_logger(__name__)
@@ -123,6 +123,7 @@ class Database(DependencyProvider):
         self._units = {}
 
     def setup(self):
+        configure_logging()  # before migrations log anything; idempotent
         config = self.container.config
         url = get_str(config, self.url_key)
         if not url:
