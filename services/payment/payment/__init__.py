@@ -1,0 +1,1 @@
+"""Payment service (Nameko name ``payment``): VNPay and MoMo charges, IPNs, queries, refunds."""

@@ -1,0 +1,1 @@
+"""Payment rules in plain Python: no Nameko, no SQLAlchemy."""

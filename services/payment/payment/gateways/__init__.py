@@ -1,0 +1,54 @@
+"""Payment gateway adapters (VNPay, MoMo) behind one interface, and their fakes."""
+from payment.gateways.base import (  # noqa: F401
+    CheckoutRequest,
+    CheckoutResult,
+    Gateway,
+    GatewayUnavailable,
+    InvalidSignature,
+    MalformedMessage,
+    PaymentReport,
+    QueryRequest,
+    RefundRequest,
+    RefundResult,
+)
+from payment.gateways.momo import MomoGateway
+from payment.gateways.vnpay import VnpayGateway
+from portal_shared.config import get_float, get_str
+
+GATEWAY_NAMES = ("vnpay", "momo")
+
+
+def gateways_from_config(config):
+    """Both adapters built from the service's config keys (CONTRACT section 1)."""
+    return {
+        "vnpay": VnpayGateway(
+            tmn_code=get_str(config, "VNPAY_TMN_CODE"),
+            hash_secret=get_str(config, "VNPAY_HASH_SECRET"),
+            payment_url=get_str(config, "VNPAY_PAYMENT_URL", "https://sandbox.vnpayment.vn/paymentv2/vpcpay.html"),
+            api_url=get_str(config, "VNPAY_API_URL", "https://sandbox.vnpayment.vn/merchant_webapi/api/transaction"),
+        ),
+        "momo": MomoGateway(
+            partner_code=get_str(config, "MOMO_PARTNER_CODE"),
+            access_key=get_str(config, "MOMO_ACCESS_KEY"),
+            secret_key=get_str(config, "MOMO_SECRET_KEY"),
+            api_base=get_str(config, "MOMO_API_BASE", "https://test-payment.momo.vn"),
+        ),
+    }
+
+
+class PaymentSettings:
+    """The payment service's own settings and its gateways, as use cases need them."""
+
+    def __init__(self, config, gateways=None):
+        self.gateways = gateways if gateways is not None else gateways_from_config(config)
+        self.expiry_minutes = get_float(config, "PAYMENT_EXPIRY_MINUTES", 15)
+        self.pending_check_seconds = get_float(config, "PAYMENT_PENDING_CHECK_SECONDS", 300)
+        base = get_str(config, "PAYMENT_CALLBACK_BASE_URL", "http://localhost:8000")
+        self.callback_base_url = base.rstrip("/")
+
+    @property
+    def momo_ipn_url(self):
+        return f"{self.callback_base_url}/callbacks/momo/ipn"
+
+    def gateway(self, name):
+        return self.gateways[name]

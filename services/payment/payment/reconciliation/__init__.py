@@ -1,0 +1,37 @@
+"""Reconciliation of gateway settlement files (contract section 3.4).
+
+- ``reconcile_text(uow, gateway, settlement_csv)``: what the RPC ``reconcile`` calls;
+  returns the report dict.
+- ``reconcile_file(uow, gateway, path)``: the streaming core for files of millions
+  of lines; returns the stored run's id (render it with ``reports``).
+
+Both run in one transaction of the unit of work: a refused file stores nothing.
+"""
+import io
+import os
+
+from payment.reconciliation.matching import check_gateway, reconcile_lines, succeeded_payload
+from payment.reconciliation.reports import build_report
+from payment.reconciliation.settlement import HEADER
+
+__all__ = ["reconcile_text", "reconcile_file", "reconcile_lines", "check_gateway", "succeeded_payload", "HEADER"]
+
+
+def reconcile_text(uow, gateway, settlement_csv, source="rpc"):
+    """Reconcile a settlement file given as text; return the contract's report."""
+    with uow.transaction() as session:
+        run_id = reconcile_lines(session, gateway, io.StringIO(settlement_csv or "", newline=""), source=source)
+        return build_report(session.connection(), run_id)
+
+
+def reconcile_file(uow, gateway, path, wrap=None):
+    """Reconcile the settlement file at ``path``, streaming it; return the run id.
+
+    ``wrap(binary_file)`` may return a file-like wrapper around the raw file
+    (the console command counts bytes read for its progress bar).
+    """
+    with open(path, "rb") as raw:
+        binary = wrap(raw) if wrap is not None else raw
+        text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="", errors="replace")
+        with uow.transaction() as session:
+            return reconcile_lines(session, gateway, text, source=os.path.basename(path))

@@ -1,0 +1,384 @@
+"""Set-based reconciliation of a settlement file against the ``payments`` table.
+
+The file streams into a per-run TEMP table (PostgreSQL ``COPY``; batched
+inserts on SQLite) and is matched in SQL, so memory stays flat whatever its
+size. Every finding becomes a row of ``reconciliation_items``.
+
+Fixing is a conditional update of rows locked in chunks: only a payment still
+``pending`` or ``expired`` is moved to ``succeeded``, so the same file run
+twice, or by two operators at once, fixes each payment once and records one
+``payment_succeeded`` for it. On PostgreSQL a transaction-scoped advisory lock
+per gateway also makes concurrent runs of one gateway take turns, so their
+reports are consistent.
+"""
+import zlib
+
+import sqlalchemy as sa
+
+from payment.orm import payment_history, payments
+from payment.reconciliation.settlement import date_ranges, read_settlement, vn_date, vn_day_bounds
+from payment.reconciliation.tables import reconciliation_items, reconciliation_runs, staging_table
+from portal_shared import outbox
+from portal_shared.errors import ValidationError
+from portal_shared.logs import get_logger
+from portal_shared.schema import outbox_table
+from portal_shared.timeutil import isoformat, utcnow
+
+log = get_logger(__name__)
+
+GATEWAYS = ("vnpay", "momo")
+FIXABLE = ("pending", "expired")
+EVENT_TYPE = "payment_succeeded"
+HISTORY_SOURCE = "reconciliation"
+LOCK_NAMESPACE = 7_300_101  # pg advisory lock (namespace, gateway): one run per gateway at a time
+FIX_CHUNK = 2_000
+INSERT_BATCH = 5_000
+COPY_CHUNK_ROWS = 4_000
+COPY_COLUMNS = ("line", "txn_ref", "gateway_txn_no", "amount", "status", "paid_at", "reason")
+
+# (gateway status, local statuses) that agree and need no action
+AGREEING = {
+    "success": ("succeeded", "refund_pending"),  # a refund under way was still a success on the day
+    "failed": ("failed", "expired"),
+    "refunded": ("refunded",),
+}
+
+
+def check_gateway(gateway):
+    name = (gateway or "").strip().lower()
+    if name not in GATEWAYS:
+        raise ValidationError({"gateway": [f"must be one of {', '.join(GATEWAYS)}"]})
+    return name
+
+
+def reconcile_lines(session, gateway, lines, source=None, now=None):
+    """Reconcile the settlement file given as text ``lines`` inside the caller's transaction.
+
+    Returns the id of the stored run (see ``reports.build_report``). Raises
+    ``ValidationError`` for an unknown gateway or a wrong header; nothing is
+    stored then once the caller rolls back.
+    """
+    gateway = check_gateway(gateway)
+    now = now or utcnow()
+    connection = session.connection()
+    is_pg = connection.dialect.name == "postgresql"
+    if is_pg:
+        connection.execute(
+            sa.text("SELECT pg_advisory_xact_lock(:namespace, :key)"),
+            {"namespace": LOCK_NAMESPACE, "key": _signed32(zlib.crc32(gateway.encode()))},
+        )
+    # the first statement writes: on SQLite it takes the database's write lock up front
+    run_id = connection.execute(
+        reconciliation_runs.insert().values(gateway=gateway, source=(source or "")[:255] or None, started_at=now)
+        .returning(reconciliation_runs.c.id)
+    ).scalar_one()
+    staging = staging_table()
+    staging.create(connection)
+    try:
+        stats = _Stats()
+        rows = stats.watch(read_settlement(lines))
+        if is_pg:
+            _copy_rows(connection, rows)
+            connection.execute(sa.text("ANALYZE recon_staging"))
+        else:
+            _insert_rows(connection, staging, rows)
+        _mark_duplicates(connection, staging)
+        fixed = _fix_pending(session, connection, staging, gateway, run_id, source, now)
+        _record_file_findings(connection, staging, gateway, run_id)
+        _record_missing_at_gateway(connection, staging, gateway, run_id, stats.dates)
+    finally:
+        if not is_pg:
+            staging.drop(connection)
+    counts = dict(
+        connection.execute(
+            sa.select(reconciliation_items.c.outcome, sa.func.count())
+            .where(reconciliation_items.c.run_id == run_id)
+            .group_by(reconciliation_items.c.outcome)
+        ).all()
+    )
+    file_findings = sum(counts.get(name, 0) for name in ("fixed", "missing_locally", "amount_mismatch", "status_mismatch", "malformed"))
+    matched = stats.rows - file_findings
+    connection.execute(
+        reconciliation_runs.update().where(reconciliation_runs.c.id == run_id)
+        .values(rows=stats.rows, matched=matched, counts=counts, finished_at=utcnow())
+    )
+    log.info("reconciliation_done", run_id=run_id, gateway=gateway, rows=stats.rows, matched=matched, fixed=fixed, **{
+        f"n_{name}": count for name, count in counts.items()
+    })
+    return run_id
+
+
+class _Stats:
+    """Counts the rows and collects the Vietnam dates of valid rows as they stream past."""
+
+    def __init__(self):
+        self.rows = 0
+        self.dates = set()
+
+    def watch(self, rows):
+        dates, last_day = self.dates, None
+        for row in rows:
+            self.rows += 1
+            if row.reason is None and row.paid_at is not None:
+                day = vn_date(row.paid_at)
+                if day != last_day:  # files are mostly sorted by time: skip the set most of the time
+                    dates.add(day)
+                    last_day = day
+            yield row
+
+
+def _signed32(value):
+    return value - (1 << 32) if value >= (1 << 31) else value
+
+
+def _csv_field(text):
+    return '"' + text.replace('"', '""') + '"'
+
+
+def _csv_chunks(rows):
+    """The rows as CSV text for ``COPY``, a few thousand lines per chunk.
+
+    References and statuses were validated to contain no separators or quotes,
+    so only the free-text reason needs quoting; an empty field is NULL.
+    """
+    lines = []
+    append = lines.append
+    for line, txn_ref, gateway_txn_no, amount, status, paid_at, reason in rows:
+        if reason is None:
+            append(f"{line},{txn_ref},{gateway_txn_no or ''},{amount},{status},{paid_at.isoformat() if paid_at else ''},\n")
+        else:
+            append(f"{line},{txn_ref or ''},,,,,{_csv_field(reason)}\n")
+        if len(lines) >= COPY_CHUNK_ROWS:
+            yield "".join(lines)
+            lines.clear()
+    if lines:
+        yield "".join(lines)
+
+
+class _ChunkReader:
+    """A file-like object over text chunks, for ``cursor.copy_expert``."""
+
+    def __init__(self, chunks):
+        self._chunks = chunks
+        self._pending = ""
+
+    def read(self, size=-1):
+        if not self._pending:
+            self._pending = next(self._chunks, "")
+        if size is None or size < 0 or len(self._pending) <= size:
+            text, self._pending = self._pending, ""
+        else:
+            text, self._pending = self._pending[:size], self._pending[size:]
+        return text
+
+    def readline(self, size=-1):  # pragma: no cover - psycopg2 only calls read()
+        return self.read(size)
+
+
+def _copy_rows(connection, rows):
+    dbapi_connection = connection.connection.dbapi_connection
+    with dbapi_connection.cursor() as cursor:
+        cursor.copy_expert(
+            f"COPY recon_staging ({', '.join(COPY_COLUMNS)}) FROM STDIN WITH (FORMAT csv)",
+            _ChunkReader(_csv_chunks(rows)),
+            size=1 << 20,
+        )
+
+
+def _insert_rows(connection, staging, rows):
+    batch = []
+    for row in rows:
+        batch.append(row._asdict())
+        if len(batch) >= INSERT_BATCH:
+            connection.execute(staging.insert(), batch)
+            batch = []
+    if batch:
+        connection.execute(staging.insert(), batch)
+
+
+def _mark_duplicates(connection, staging):
+    """A txn_ref listed twice: the later lines are malformed, the first one counts."""
+    first = (
+        sa.select(staging.c.txn_ref, sa.func.min(staging.c.line).label("first_line"))
+        .where(staging.c.reason.is_(None))
+        .group_by(staging.c.txn_ref)
+        .having(sa.func.count() > 1)
+        .subquery()
+    )
+    connection.execute(
+        staging.update()
+        .where(staging.c.txn_ref == first.c.txn_ref, staging.c.line > first.c.first_line, staging.c.reason.is_(None))
+        .values(reason=sa.literal("duplicate txn_ref, first listed on line ") + sa.cast(first.c.first_line, sa.String))
+    )
+
+
+def _fix_pending(session, connection, staging, gateway, run_id, source, now):
+    """Move pending/expired payments the gateway settled (same amount) to succeeded, chunk by chunk."""
+    total = 0
+    candidates = (
+        sa.select(payments.c.id, payments.c.status, staging.c.line)
+        .join(staging, staging.c.txn_ref == payments.c.txn_ref)
+        .where(
+            payments.c.gateway == gateway,
+            payments.c.status.in_(FIXABLE),
+            staging.c.reason.is_(None),
+            staging.c.status == "success",
+            staging.c.amount == payments.c.amount,
+        )
+        .order_by(payments.c.id)
+        .limit(FIX_CHUNK)
+    )
+    if connection.dialect.name == "postgresql":
+        # a concurrent IPN or run holding a row makes us wait, then re-check its status
+        candidates = candidates.with_for_update(of=payments)
+    while True:
+        found = {row.id: row for row in connection.execute(candidates)}
+        if not found:
+            return total
+        updated = connection.execute(
+            payments.update()
+            .where(
+                payments.c.id.in_(list(found)),
+                payments.c.status.in_(FIXABLE),
+                staging.c.txn_ref == payments.c.txn_ref,
+                staging.c.reason.is_(None),
+            )
+            .values(status="succeeded", paid_at=staging.c.paid_at, gateway_txn_no=staging.c.gateway_txn_no, updated_at=now)
+            .returning(
+                payments.c.id, payments.c.txn_ref, payments.c.dossier_code, payments.c.amount, payments.c.gateway,
+                payments.c.gateway_txn_no, payments.c.paid_at,
+            )
+        ).all()
+        if not updated:
+            return total
+        _record_fixes(session, connection, updated, found, run_id, source, now)
+        total += len(updated)
+
+
+def _record_fixes(session, connection, updated, found, run_id, source, now):
+    """History, one ``payment_succeeded`` each through the outbox, and the fixed findings."""
+    build_payload = _payload_builder()
+    history, events, items = [], [], []
+    for payment in updated:
+        old_status, line = found[payment.id].status, found[payment.id].line
+        history.append({
+            "payment_id": payment.id, "txn_ref": payment.txn_ref, "old_status": old_status, "new_status": "succeeded",
+            "source": HISTORY_SOURCE, "at": now,
+            "evidence": {
+                "run_id": run_id, "file": source, "line": line, "gateway_txn_no": payment.gateway_txn_no,
+                "amount": payment.amount, "paid_at": isoformat(payment.paid_at),
+            },
+        })
+        payload = build_payload(payment)
+        events.append({
+            "event_id": payload["event_id"], "event_type": EVENT_TYPE, "aggregate_key": payment.dossier_code,
+            "payload": payload, "headers": None, "created_at": now, "attempts": 0,
+        })
+        items.append({
+            "run_id": run_id, "outcome": "fixed", "line": line, "txn_ref": payment.txn_ref,
+            "dossier_code": payment.dossier_code, "gateway_txn_no": payment.gateway_txn_no, "local_status": old_status,
+            "gateway_status": "success", "local_amount": payment.amount, "gateway_amount": payment.amount,
+            "paid_at": payment.paid_at, "reason": None,
+        })
+    connection.execute(payment_history.insert(), history)
+    connection.execute(outbox_table.insert(), events)
+    connection.execute(reconciliation_items.insert(), items)
+    session.info[outbox.PENDING_FLAG] = True  # wake the relay after commit
+
+
+def _payload_builder():
+    """The service's own ``payment_succeeded_payload`` when it has one, so both paths agree."""
+    try:
+        from payment.use_cases import payment_succeeded_payload
+    except ImportError:
+        return succeeded_payload
+    return payment_succeeded_payload
+
+
+def succeeded_payload(payment):
+    """The contract's ``payment_succeeded`` payload for a payments row."""
+    return outbox.new_event(
+        txn_ref=payment.txn_ref,
+        dossier_code=payment.dossier_code,
+        amount=payment.amount,
+        gateway=payment.gateway,
+        gateway_txn_no=payment.gateway_txn_no,
+        paid_at=isoformat(payment.paid_at),
+    )
+
+
+def _record_file_findings(connection, staging, gateway, run_id):
+    """One statement classifies every line of the file not fixed above."""
+    local = payments.alias("local")
+    fixed = reconciliation_items.alias("fixed")
+    agreeing = sa.or_(*(
+        sa.and_(staging.c.status == gateway_status, local.c.status.in_(local_statuses))
+        for gateway_status, local_statuses in AGREEING.items()
+    ))
+    outcome = sa.case(
+        (staging.c.reason.is_not(None), "malformed"),
+        (local.c.id.is_(None), "missing_locally"),
+        (local.c.gateway != gateway, "missing_locally"),
+        (staging.c.amount != local.c.amount, "amount_mismatch"),
+        (agreeing, "matched"),
+        else_="status_mismatch",
+    ).label("outcome")
+    reason = sa.case(
+        (staging.c.reason.is_not(None), staging.c.reason),
+        (sa.and_(local.c.id.is_not(None), local.c.gateway != gateway), sa.literal("the local payment is on gateway ") + local.c.gateway),
+        else_=sa.null(),
+    ).label("reason")
+    classified = (
+        sa.select(
+            sa.literal(run_id).label("run_id"),
+            outcome,
+            staging.c.line,
+            staging.c.txn_ref,
+            local.c.dossier_code,
+            sa.func.coalesce(staging.c.gateway_txn_no, local.c.gateway_txn_no).label("gateway_txn_no"),
+            local.c.status.label("local_status"),
+            staging.c.status.label("gateway_status"),
+            local.c.amount.label("local_amount"),
+            staging.c.amount.label("gateway_amount"),
+            staging.c.paid_at,
+            reason,
+        )
+        .select_from(staging.outerjoin(local, local.c.txn_ref == staging.c.txn_ref))
+        .where(
+            ~sa.exists().where(fixed.c.run_id == run_id, fixed.c.outcome == "fixed", fixed.c.line == staging.c.line)
+        )
+        .subquery()
+    )
+    columns = ["run_id", "outcome", "line", "txn_ref", "dossier_code", "gateway_txn_no", "local_status",
+               "gateway_status", "local_amount", "gateway_amount", "paid_at", "reason"]
+    connection.execute(
+        reconciliation_items.insert().from_select(
+            columns,
+            sa.select(*(classified.c[name] for name in columns)).where(classified.c.outcome != "matched"),
+        )
+    )
+
+
+def _record_missing_at_gateway(connection, staging, gateway, run_id, dates):
+    """This gateway's succeeded payments paid on the file's dates that the file lacks."""
+    if not dates:
+        return
+    within = sa.or_(*(
+        sa.and_(payments.c.paid_at >= start, payments.c.paid_at < end)
+        for start, end in (vn_day_bounds(first, last) for first, last in date_ranges(dates))
+    ))
+    missing = sa.select(
+        sa.literal(run_id), sa.literal("missing_at_gateway"), payments.c.txn_ref, payments.c.dossier_code,
+        payments.c.gateway_txn_no, payments.c.status, payments.c.amount, payments.c.paid_at,
+    ).where(
+        payments.c.gateway == gateway,
+        payments.c.status == "succeeded",
+        within,
+        ~sa.exists().where(staging.c.txn_ref == payments.c.txn_ref),
+    )
+    connection.execute(
+        reconciliation_items.insert().from_select(
+            ["run_id", "outcome", "txn_ref", "dossier_code", "gateway_txn_no", "local_status", "local_amount", "paid_at"],
+            missing,
+        )
+    )

@@ -1,0 +1,69 @@
+"""Request, event and response schemas of the payment service (marshmallow 4)."""
+import ipaddress
+import re
+
+from marshmallow import Schema, ValidationError, fields, validate, validates
+
+from payment.gateways import GATEWAY_NAMES
+from portal_shared.timeutil import isoformat
+
+BANK_CODE = re.compile(r"^[A-Za-z0-9_]{1,20}$")
+
+
+class StartPaymentSchema(Schema):
+    dossier_code = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    gateway = fields.String(required=True, validate=validate.OneOf(GATEWAY_NAMES))
+    return_url = fields.Url(required=True, require_tld=False, schemes={"http", "https"},
+                            validate=validate.Length(max=1000))
+    client_ip = fields.String(required=True)
+    bank_code = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(BANK_CODE))
+    locale = fields.String(load_default="vn", validate=validate.OneOf(["vn", "en"]))
+
+    @validates("client_ip")
+    def _client_ip(self, value, **kwargs):
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValidationError("must be an IPv4 or IPv6 address") from None
+
+
+class TxnRefSchema(Schema):
+    txn_ref = fields.String(required=True, validate=validate.Length(min=1, max=32))
+
+
+class DossierCodeSchema(Schema):
+    dossier_code = fields.String(required=True, validate=validate.Length(min=1, max=32))
+
+
+class ReconcileSchema(Schema):
+    gateway = fields.String(required=True, validate=validate.OneOf(GATEWAY_NAMES))
+    settlement_csv = fields.String(required=True)
+
+
+class DossierStatusChangedSchema(Schema):
+    event_id = fields.String(required=True)
+    dossier_code = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    new_status = fields.String(required=True)
+    old_status = fields.String(load_default=None, allow_none=True)
+    fee_amount = fields.Integer(load_default=0, allow_none=True, validate=validate.Range(min=0))
+    procedure_name = fields.String(load_default=None, allow_none=True)
+
+    class Meta:
+        unknown = "exclude"
+
+
+def dump_payment(row):
+    """The contract's Payment representation (plus ``refund_error`` while a refund is refused)."""
+    return {
+        "txn_ref": row["txn_ref"],
+        "dossier_code": row["dossier_code"],
+        "amount": int(row["amount"]),
+        "gateway": row["gateway"],
+        "status": row["status"],
+        "pay_url": row["pay_url"],
+        "gateway_txn_no": row["gateway_txn_no"],
+        "created_at": isoformat(row["created_at"]),
+        "expires_at": isoformat(row["expires_at"]),
+        "paid_at": isoformat(row["paid_at"]),
+        "refund_error": row.get("refund_error"),
+    }

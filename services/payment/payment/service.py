@@ -1,0 +1,133 @@
+"""Nameko entrypoints of the payment service: validate, call one use case, dump."""
+import json
+
+from nameko.rpc import rpc
+from nameko.timer import Timer
+from nameko.web.handlers import http
+from werkzeug.wrappers import Response
+
+from payment import use_cases
+from payment.domain.model import AlreadyPaid, NoPaymentDue, PaymentNotFound
+from payment.gateways import GatewayUnavailable
+from payment.gateways.provider import Gateways
+from payment.schemas import (
+    DossierCodeSchema,
+    DossierStatusChangedSchema,
+    ReconcileSchema,
+    StartPaymentSchema,
+    TxnRefSchema,
+    dump_payment,
+)
+from portal_shared.config import get_float
+from portal_shared.db import Database
+from portal_shared.errors import ValidationError, load
+from portal_shared.events import reliable_event_handler
+from portal_shared.health import HealthEndpoints, Monitoring, json_response
+from portal_shared.logs import WorkerLogContext
+
+EXPECTED = (ValidationError, NoPaymentDue, AlreadyPaid, GatewayUnavailable, PaymentNotFound)
+INBOX_CONSUMER = "payment.on_dossier_status_changed"
+
+
+class ConfiguredTimer(Timer):
+    """A timer whose interval is read from the service config at start-up."""
+
+    def __init__(self, config_key, default, **kwargs):
+        super().__init__(interval=default, **kwargs)
+        self.config_key = config_key
+        self.default = default
+
+    def setup(self):
+        self.interval = get_float(self.container.config, self.config_key, self.default)
+
+
+class PaymentService(HealthEndpoints):
+    name = "payment"
+
+    log = WorkerLogContext()
+    db = Database(migrations="payment:migrations")
+    monitoring = Monitoring()
+    settings = Gateways()
+
+    @rpc(expected_exceptions=EXPECTED)
+    def start_payment(self, dossier_code, gateway, return_url, client_ip, bank_code=None, locale="vn"):
+        request = load(StartPaymentSchema(), {
+            "dossier_code": dossier_code, "gateway": gateway, "return_url": return_url, "client_ip": client_ip,
+            "bank_code": bank_code, "locale": locale,
+        })
+        payment = use_cases.start_payment(self.db, self.settings, request)
+        self.log.info("payment_started", txn_ref=payment["txn_ref"], dossier_code=dossier_code, gateway=gateway,
+                      amount=payment["amount"])
+        return dump_payment(payment)
+
+    @rpc(expected_exceptions=EXPECTED)
+    def get_payment(self, txn_ref):
+        request = load(TxnRefSchema(), {"txn_ref": txn_ref})
+        return dump_payment(use_cases.get_payment(self.db, request["txn_ref"]))
+
+    @rpc(expected_exceptions=EXPECTED)
+    def list_payments(self, dossier_code):
+        request = load(DossierCodeSchema(), {"dossier_code": dossier_code})
+        return [dump_payment(row) for row in use_cases.list_payments(self.db, request["dossier_code"])]
+
+    @rpc(expected_exceptions=EXPECTED)
+    def reconcile(self, gateway, settlement_csv):
+        request = load(ReconcileSchema(), {"gateway": gateway, "settlement_csv": settlement_csv})
+        try:
+            from payment.reconciliation import reconcile_text
+        except ImportError:
+            raise NotImplementedError("reconciliation is not available yet") from None
+        return reconcile_text(self.db, request["gateway"], request["settlement_csv"])
+
+    @reliable_event_handler("dossier", "dossier_status_changed")
+    def on_dossier_status_changed(self, payload):
+        event = load(DossierStatusChangedSchema(), payload)
+        to_refund = use_cases.record_dossier_status(self.db, INBOX_CONSUMER, event, self.log.call_id_stack)
+        self._refund(to_refund)
+
+    @http("GET", "/callbacks/vnpay/ipn")
+    def vnpay_ipn(self, request):
+        try:
+            verdict, refund_txn_ref = use_cases.vnpay_ipn(
+                self.db, self.settings, request.args.to_dict(), self.log.call_id_stack)
+        except Exception:
+            # VNPay retries on 99; never a 500 for what it sends
+            self.log.exception("vnpay_ipn_failed", txn_ref=request.args.get("vnp_TxnRef"))
+            return json_response({"RspCode": "99", "Message": "Unknown error"})
+        self.log.info("vnpay_ipn", txn_ref=request.args.get("vnp_TxnRef"), rsp_code=verdict.code,
+                      vnp_response_code=request.args.get("vnp_ResponseCode"))
+        self._refund([refund_txn_ref] if refund_txn_ref else [])
+        return json_response({"RspCode": verdict.code, "Message": verdict.message})
+
+    @http("POST", "/callbacks/momo/ipn")
+    def momo_ipn(self, request):
+        try:
+            body = json.loads(request.get_data(as_text=True) or "null")
+        except ValueError:
+            body = None
+        try:
+            refund_txn_ref = use_cases.momo_ipn(self.db, self.settings, body, self.log.call_id_stack)
+        except use_cases.RejectedNotification as exc:
+            self.log.warning("momo_ipn_rejected", order_id=body.get("orderId") if isinstance(body, dict) else None,
+                             reason=str(exc))
+            return json_response({"message": "rejected"}, status=400)
+        except Exception:
+            self.log.exception("momo_ipn_failed")
+            return json_response({"message": "temporary error"}, status=503)
+        self.log.info("momo_ipn", order_id=body.get("orderId"), result_code=body.get("resultCode"))
+        self._refund([refund_txn_ref] if refund_txn_ref else [])
+        return Response(status=204)
+
+    @ConfiguredTimer.decorator("PAYMENT_PENDING_CHECK_SECONDS", 300)
+    def check_pending(self):
+        to_refund = use_cases.settle_pending(self.db, self.settings, self.log.call_id_stack)
+        self._refund(to_refund + use_cases.refunds_due(self.db))
+
+    def _refund(self, txn_refs):
+        """Refunds are tried at once; a refusal or an outage is retried by ``check_pending``."""
+        for txn_ref in dict.fromkeys(txn_refs):
+            try:
+                refunded = use_cases.refund_payment(self.db, self.settings, txn_ref, self.log.call_id_stack)
+                self.log.info("refund_attempted", txn_ref=txn_ref, refunded=refunded)
+            except Exception:
+                self.log.exception("refund_failed", txn_ref=txn_ref)
