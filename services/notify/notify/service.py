@@ -1,0 +1,111 @@
+"""Nameko entrypoints of the notify service: validate, call one use case, dump."""
+import json
+
+from nameko.rpc import RpcProxy, rpc
+from nameko.web.handlers import http
+
+from notify import use_cases
+from notify.dependencies import Channels, DeliverySettings, config_timer
+from notify.domain.model import PAYMENT_EVENT_KINDS, status_from_esms_receipt
+from notify.orm import Base  # noqa: F401  (tables known to Alembic autogenerate)
+from notify.rendering import TemplateParamsError
+from notify.schemas import DossierStatusChangedSchema, PaymentEventSchema, SendNotificationSchema
+from notify.use_cases import NotificationNotFound, dump_notification
+from portal_shared.db import Database
+from portal_shared.errors import ValidationError, load
+from portal_shared.events import reliable_event_handler
+from portal_shared.health import HealthEndpoints, Monitoring, json_response
+from portal_shared.logs import WorkerLogContext
+
+EXPECTED = (ValidationError, NotificationNotFound)
+
+
+class NotifyService(HealthEndpoints):
+    name = "notify"
+
+    log = WorkerLogContext()
+    db = Database(migrations="notify:migrations", relay_events=False)
+    monitoring = Monitoring()
+    channels = Channels()
+    settings = DeliverySettings()
+    dossier_rpc = RpcProxy("dossier")
+
+    @rpc(expected_exceptions=EXPECTED)
+    def send_notification(self, channel, recipient, template, params=None, reference=None):
+        request = load(SendNotificationSchema(), {
+            "channel": channel, "recipient": recipient, "template": template, "params": params, "reference": reference,
+        })
+        try:
+            row = use_cases.create_notification(self.db, request)
+        except TemplateParamsError as exc:
+            raise ValidationError({"params": exc.fields}) from None
+        self.log.info("notification_requested", notification_id=row.id, channel=row.channel, template=row.template,
+                      reference=row.reference)
+        use_cases.deliver_now(self.db, self.channels, [row.id], self.settings)
+        return dump_notification(use_cases.get_notification(self.db, row.id))
+
+    @rpc(expected_exceptions=EXPECTED)
+    def get_notifications(self, reference):
+        return [dump_notification(row) for row in use_cases.list_notifications(self.db, reference)]
+
+    @reliable_event_handler("dossier", "dossier_status_changed")
+    def on_dossier_status_changed(self, payload):
+        event = load(DossierStatusChangedSchema(), payload)
+        ids = use_cases.notify_dossier_status_changed(self.db, "notify.on_dossier_status_changed", event)
+        self._after_event("dossier_status_changed", event, ids)
+
+    @reliable_event_handler("payment", "payment_succeeded")
+    def on_payment_succeeded(self, payload):
+        self._payment_event("payment_succeeded", payload)
+
+    @reliable_event_handler("payment", "payment_refunded")
+    def on_payment_refunded(self, payload):
+        self._payment_event("payment_refunded", payload)
+
+    def _payment_event(self, event_type, payload):
+        event = load(PaymentEventSchema(), payload)
+        ids = use_cases.notify_payment_event(self.db, f"notify.on_{event_type}", PAYMENT_EVENT_KINDS[event_type],
+                                             event, find_dossier=self.dossier_rpc.get_dossier)
+        self._after_event(event_type, event, ids)
+
+    def _after_event(self, event_type, event, ids):
+        self.log.info("event_notifications", event_type=event_type, event_id=event["event_id"],
+                      dossier_code=event["dossier_code"], duplicate=ids is None, created=len(ids or []))
+        if ids:
+            # committed already: a failure here is left to the retry timer, never to an event redelivery
+            try:
+                use_cases.deliver_now(self.db, self.channels, ids, self.settings)
+            except Exception:
+                self.log.exception("immediate_delivery_failed", event_id=event["event_id"])
+
+    @config_timer(interval=5, config_key="NOTIFY_RETRY_TICK_SECONDS")
+    def send_due(self):
+        """Attempt every notification whose (next) attempt is due; competing processes skip each other's."""
+        ids = use_cases.claim_due(self.db, self.settings)
+        for notification_id in ids:
+            use_cases.attempt(self.db, self.channels, notification_id, self.settings)
+
+    @http("POST", "/callbacks/esms")
+    def esms_receipt(self, request):
+        """eSMS delivery receipt: JSON or form body with RequestId / SMSID and SendStatus."""
+        receipt = _receipt_fields(request)
+        if receipt is None or not (receipt.get("RequestId") or receipt.get("SMSID")) or "SendStatus" not in receipt:
+            return json_response({"error": "malformed receipt"}, 400)
+        status = status_from_esms_receipt(receipt.get("SendStatus"), receipt.get("SendFailed"), receipt.get("SendSuccess"))
+        row = use_cases.apply_esms_receipt(self.db, receipt.get("RequestId"), receipt.get("SMSID"), status)
+        if row is None:
+            return json_response({"error": "unknown message"}, 404)
+        self.log.info("esms_receipt", notification_id=row.id, send_status=receipt.get("SendStatus"), status=row.status)
+        return json_response({"status": row.status})
+
+
+def _receipt_fields(request):
+    body = request.get_data(cache=True, as_text=True) or ""
+    if request.mimetype == "application/json" or body.lstrip().startswith("{"):
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return None
+        return {str(k): (str(v) if v is not None else None) for k, v in data.items()} if isinstance(data, dict) else None
+    data = request.form.to_dict() or request.args.to_dict()
+    return data or None

@@ -1,0 +1,252 @@
+"""SMS providers behind one abstract client, and the failover router.
+
+Each vendor client implements only the wire call (``_send``); the base class
+times and logs the call and turns transport failures into ``ProviderError``
+with a temporary/permanent class. ``SmsRouter`` tries the providers in the
+order of ``SMS_PROVIDERS``, fails over on a permanent error or on repeated
+temporary ones, and skips a provider that keeps failing for a cool-down.
+
+Cool-down state is kept per process, in memory: it is an optimisation (a
+process that has not yet seen a provider fail pays at most a few failed calls
+before it learns), it needs no database round trip on the hot path and it
+heals by itself when the process restarts. Correctness never depends on it.
+"""
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import requests
+
+from notify.domain.model import Outcome, Status
+from portal_shared.config import get_float, get_int, get_list, get_str
+from portal_shared.logs import get_logger
+from portal_shared.phones import to_international
+
+log = get_logger(__name__)
+
+
+class ProviderError(Exception):
+    """A provider did not take the message. ``permanent``: retrying this provider will not help;
+    ``recipient_rejected``: no provider will ever deliver to this number."""
+
+    def __init__(self, provider, code, detail="", permanent=False, recipient_rejected=False):
+        self.provider, self.code, self.detail = provider, str(code), detail
+        self.permanent, self.recipient_rejected = permanent, recipient_rejected
+        super().__init__(f"{provider} {code}: {detail}".strip())
+
+
+@dataclass(frozen=True)
+class Accepted:
+    provider: str
+    reference: str | None
+    raw: dict
+
+
+class SmsClient(ABC):
+    """Template method: ``send`` wraps the vendor's ``_send`` with timing, logging and error classes."""
+
+    name = "sms"
+
+    def __init__(self, base_url, timeout=10.0):
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.http = requests.Session()
+
+    def send(self, notification_id, phone, text):
+        started = time.perf_counter()
+        try:
+            accepted = self._send(notification_id, phone, text)
+        except ProviderError as exc:
+            self._log("sms_provider_failed", notification_id, started, code=exc.code, permanent=exc.permanent)
+            raise
+        except requests.Timeout:
+            self._log("sms_provider_failed", notification_id, started, code="timeout", permanent=False)
+            raise ProviderError(self.name, "timeout", "no answer in time") from None
+        except requests.RequestException as exc:
+            self._log("sms_provider_failed", notification_id, started, code="connection_error", permanent=False)
+            raise ProviderError(self.name, "connection_error", type(exc).__name__) from None
+        self._log("sms_provider_accepted", notification_id, started, reference=accepted.reference)
+        return accepted
+
+    def _log(self, event, notification_id, started, **fields):
+        log.info(event, provider=self.name, notification_id=notification_id,
+                 elapsed_ms=round((time.perf_counter() - started) * 1000, 1), **fields)
+
+    def _post_json(self, path, payload, **kwargs):
+        response = self.http.post(self.base_url + path, json=payload, timeout=self.timeout, **kwargs)
+        if response.status_code >= 500:
+            raise ProviderError(self.name, f"http_{response.status_code}", "server error")
+        if response.status_code >= 400:
+            raise ProviderError(self.name, f"http_{response.status_code}", "request refused", permanent=True)
+        try:
+            return response.json()
+        except ValueError:
+            raise ProviderError(self.name, "bad_response", "answer is not JSON") from None
+
+    @abstractmethod
+    def _send(self, notification_id, phone, text):
+        """The wire call: return ``Accepted`` or raise ``ProviderError``."""
+
+
+class EsmsClient(SmsClient):
+    """eSMS brandname API (SendMultipleMessage_V4_post_json)."""
+
+    name = "esms"
+    PATH = "/MainService.svc/json/SendMultipleMessage_V4_post_json/"
+    TEMPORARY = {"99"}
+    PERMANENT = {"101": "authentication failed", "104": "unknown brandname", "146": "template not registered"}
+
+    def __init__(self, base_url, api_key, secret_key, brandname, callback_url="", timeout=10.0):
+        super().__init__(base_url, timeout)
+        self.api_key, self.secret_key, self.brandname, self.callback_url = api_key, secret_key, brandname, callback_url
+
+    def _send(self, notification_id, phone, text):
+        payload = {
+            "ApiKey": self.api_key,
+            "SecretKey": self.secret_key,
+            "Phone": to_international(phone),
+            "Content": text,
+            "Brandname": self.brandname,
+            "SmsType": "2",
+            "IsUnicode": "0",
+            "Sandbox": "0",
+            # our notification id: eSMS refuses a repeat (124), so a retry never reaches the citizen twice
+            "RequestId": notification_id,
+            "CallbackUrl": self.callback_url,
+        }
+        answer = self._post_json(self.PATH, payload)
+        code = str(answer.get("CodeResult", ""))
+        if code == "100":
+            return Accepted(self.name, str(answer.get("SMSID") or "") or None, answer)
+        if code == "124":  # this RequestId was already accepted: the message is on its way
+            return Accepted(self.name, None, answer)
+        if code in self.TEMPORARY:
+            raise ProviderError(self.name, code, answer.get("ErrorMessage") or "temporary error")
+        raise ProviderError(self.name, code or "unknown", self.PERMANENT.get(code) or answer.get("ErrorMessage") or "refused",
+                            permanent=True)
+
+
+class SpeedSmsClient(SmsClient):
+    """SpeedSMS REST API (``/index.php/sms/send``, Basic auth ``token:x``)."""
+
+    name = "speedsms"
+    PATH = "/index.php/sms/send"
+    SMS_TYPE_BRANDNAME = 3
+    TEMPORARY = {"500"}
+    INVALID_PHONE = {"105"}
+
+    def __init__(self, base_url, access_token, sender, timeout=10.0):
+        super().__init__(base_url, timeout)
+        self.access_token, self.sender = access_token, sender
+
+    def _send(self, notification_id, phone, text):
+        number = to_international(phone)
+        payload = {"to": [number], "content": text, "sms_type": self.SMS_TYPE_BRANDNAME, "sender": self.sender}
+        answer = self._post_json(self.PATH, payload, auth=(self.access_token, "x"))
+        if answer.get("status") == "success" and str(answer.get("code")) == "00":
+            data = answer.get("data") or {}
+            if number in (data.get("invalidPhone") or []) or phone in (data.get("invalidPhone") or []):
+                raise ProviderError(self.name, "invalid_phone", "number refused", permanent=True, recipient_rejected=True)
+            return Accepted(self.name, str(data.get("tranId") or "") or None, answer)
+        code = str(answer.get("code") or "unknown")
+        if code in self.TEMPORARY:
+            raise ProviderError(self.name, code, answer.get("message") or "temporary error")
+        raise ProviderError(self.name, code, answer.get("message") or "refused", permanent=True,
+                            recipient_rejected=code in self.INVALID_PHONE)
+
+
+def clients_from_config(config):
+    """The enabled SMS clients in preference order; a provider without credentials is left out with a log line."""
+    timeout = get_float(config, "SMS_HTTP_TIMEOUT_SECONDS", 10.0)
+    callback_base = get_str(config, "NOTIFY_CALLBACK_BASE_URL", "")
+    clients = []
+    for name in get_list(config, "SMS_PROVIDERS", ["esms", "speedsms"]):
+        if name == "esms":
+            missing = [k for k in ("ESMS_API_KEY", "ESMS_SECRET_KEY", "ESMS_BRANDNAME") if not get_str(config, k)]
+            if missing:
+                log.warning("sms_provider_disabled", provider=name, reason="credentials not set", missing=missing)
+                continue
+            clients.append(EsmsClient(
+                get_str(config, "ESMS_BASE_URL", "https://rest.esms.vn"), get_str(config, "ESMS_API_KEY"),
+                get_str(config, "ESMS_SECRET_KEY"), get_str(config, "ESMS_BRANDNAME"),
+                callback_url=(callback_base.rstrip("/") + "/callbacks/esms") if callback_base else "",
+                timeout=timeout,
+            ))
+        elif name == "speedsms":
+            missing = [k for k in ("SPEEDSMS_ACCESS_TOKEN", "SPEEDSMS_SENDER") if not get_str(config, k)]
+            if missing:
+                log.warning("sms_provider_disabled", provider=name, reason="credentials not set", missing=missing)
+                continue
+            clients.append(SpeedSmsClient(
+                get_str(config, "SPEEDSMS_BASE_URL", "https://api.speedsms.vn"),
+                get_str(config, "SPEEDSMS_ACCESS_TOKEN"), get_str(config, "SPEEDSMS_SENDER"), timeout=timeout,
+            ))
+        else:
+            log.warning("sms_provider_disabled", provider=name, reason="unknown provider name in SMS_PROVIDERS")
+    if not clients:
+        log.warning("sms_disabled", reason="no SMS provider configured; SMS notifications will wait and fail")
+    return clients
+
+
+class SmsRouter:
+    """First healthy provider wins; see the module docstring for the cool-down."""
+
+    def __init__(self, clients, tries_per_provider=2, failure_threshold=3, cooldown_seconds=60.0, clock=time.monotonic):
+        self.clients = list(clients)
+        self.tries_per_provider = tries_per_provider
+        self.failure_threshold = failure_threshold
+        self.cooldown_seconds = cooldown_seconds
+        self.clock = clock
+        self._failures = {client.name: 0 for client in self.clients}
+        self._cooling_until = {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(
+            clients_from_config(config),
+            tries_per_provider=get_int(config, "SMS_TRIES_PER_PROVIDER", 2),
+            failure_threshold=get_int(config, "SMS_PROVIDER_FAILURE_THRESHOLD", 3),
+            cooldown_seconds=get_float(config, "SMS_PROVIDER_COOLDOWN_SECONDS", 60.0),
+        )
+
+    def cooling(self, name):
+        until = self._cooling_until.get(name)
+        if until is None:
+            return False
+        if self.clock() >= until:
+            del self._cooling_until[name]  # cool-down over: give it another chance
+            self._failures[name] = 0
+            return False
+        return True
+
+    def _cool_down(self, name, reason):
+        self._cooling_until[name] = self.clock() + self.cooldown_seconds
+        log.warning("sms_provider_cooling_down", provider=name, seconds=self.cooldown_seconds, reason=reason)
+
+    def send(self, message):
+        """Deliver ``message`` (id, recipient, body) through the first provider that takes it → ``Outcome``."""
+        errors = []
+        for client in self.clients:
+            if self.cooling(client.name):
+                errors.append(f"{client.name}: cooling down")
+                continue
+            for _ in range(self.tries_per_provider):
+                try:
+                    accepted = client.send(message.id, message.recipient, message.body)
+                except ProviderError as exc:
+                    errors.append(str(exc))
+                    if exc.recipient_rejected:
+                        return Outcome(Status.PERMANENT_FAILURE, client.name, None, str(exc))
+                    if exc.permanent:
+                        self._cool_down(client.name, exc.code)
+                        break
+                    self._failures[client.name] += 1
+                    if self._failures[client.name] >= self.failure_threshold:
+                        self._cool_down(client.name, "repeated temporary errors")
+                        break
+                    continue
+                self._failures[client.name] = 0
+                return Outcome(Status.SENT, client.name, accepted.reference)
+        if not self.clients:
+            errors.append("no SMS provider configured")
+        return Outcome(Status.TEMPORARY_FAILURE, None, None, "; ".join(errors)[:1000])
