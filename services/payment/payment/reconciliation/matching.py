@@ -15,7 +15,8 @@ import zlib
 
 import sqlalchemy as sa
 
-from payment.orm import payment_history, payments
+from payment.domain.model import ChargeStatus, decide_success
+from payment.orm import charges, payment_history, payments
 from payment.reconciliation.settlement import date_ranges, read_settlement, vn_date, vn_day_bounds
 from payment.reconciliation.tables import reconciliation_items, reconciliation_runs, staging_table
 from portal_shared import outbox
@@ -256,9 +257,15 @@ def _fix_pending(session, connection, staging, gateway, run_id, source, now):
 
 
 def _record_fixes(session, connection, updated, found, run_id, source, now):
-    """History, one ``payment_succeeded`` each through the outbox, and the fixed findings."""
+    """History, one ``payment_succeeded`` each through the outbox, the charge, and the fixed findings.
+
+    As for an IPN: the success pays the dossier's charge, unless the charge is
+    already paid by another payment or gone, in which case this payment moves on
+    to refund_pending (the service's refund loop returns the money).
+    """
     build_payload = _payload_builder()
-    history, events, items = [], [], []
+    refund_reasons = _settle_charges(connection, updated, now)
+    history, events, items, refunds = [], [], [], []
     for payment in updated:
         old_status, line = found[payment.id].status, found[payment.id].line
         history.append({
@@ -274,25 +281,69 @@ def _record_fixes(session, connection, updated, found, run_id, source, now):
             "event_id": payload["event_id"], "event_type": EVENT_TYPE, "aggregate_key": payment.dossier_code,
             "payload": payload, "headers": None, "created_at": now, "attempts": 0,
         })
+        refund_reason = refund_reasons.get(payment.id)
+        if refund_reason is not None:
+            history.append({
+                "payment_id": payment.id, "txn_ref": payment.txn_ref, "old_status": "succeeded",
+                "new_status": "refund_pending", "source": "refund", "at": now, "evidence": {"reason": refund_reason},
+            })
+            refunds.append({"b_id": payment.id, "b_reason": refund_reason})
         items.append({
             "run_id": run_id, "outcome": "fixed", "line": line, "txn_ref": payment.txn_ref,
             "dossier_code": payment.dossier_code, "gateway_txn_no": payment.gateway_txn_no, "local_status": old_status,
             "gateway_status": "success", "local_amount": payment.amount, "gateway_amount": payment.amount,
-            "paid_at": payment.paid_at, "reason": None,
+            "paid_at": payment.paid_at,
+            "reason": f"to be refunded: {refund_reason}" if refund_reason else None,
         })
+    if refunds:
+        connection.execute(
+            payments.update().where(payments.c.id == sa.bindparam("b_id"))
+            .values(status="refund_pending", refund_reason=sa.bindparam("b_reason"), updated_at=now),
+            refunds,
+        )
+        log.warning("reconciliation_payments_to_refund", run_id=run_id, count=len(refunds))
     connection.execute(payment_history.insert(), history)
     connection.execute(outbox_table.insert(), events)
     connection.execute(reconciliation_items.insert(), items)
     session.info[outbox.PENDING_FLAG] = True  # wake the relay after commit
 
 
+def _settle_charges(connection, updated, now):
+    """Mark the charges these successes pay; return ``{payment_id: refund reason}`` for the others."""
+    codes = sorted({payment.dossier_code for payment in updated})
+    statement = (
+        sa.select(charges.c.dossier_code, charges.c.status, charges.c.paid_txn_ref)
+        .where(charges.c.dossier_code.in_(codes))
+        .order_by(charges.c.dossier_code)
+    )
+    if connection.dialect.name == "postgresql":
+        statement = statement.with_for_update()  # lock order as in use_cases: payments, then charges
+    state = {row.dossier_code: (row.status, row.paid_txn_ref) for row in connection.execute(statement)}
+    paid, refund_reasons = [], {}
+    for payment in sorted(updated, key=lambda row: row.id):
+        status, paid_txn_ref = state.get(payment.dossier_code, (None, None))
+        decision = decide_success(status, paid_txn_ref, payment.txn_ref)
+        if decision.keep:
+            state[payment.dossier_code] = (ChargeStatus.paid.value, payment.txn_ref)
+            paid.append({"b_code": payment.dossier_code, "b_txn_ref": payment.txn_ref})
+        else:
+            refund_reasons[payment.id] = decision.refund_reason
+    if paid:
+        connection.execute(
+            charges.update().where(charges.c.dossier_code == sa.bindparam("b_code"))
+            .values(status=ChargeStatus.paid.value, paid_txn_ref=sa.bindparam("b_txn_ref"), updated_at=now),
+            paid,
+        )
+    return refund_reasons
+
+
 def _payload_builder():
-    """The service's own ``payment_succeeded_payload`` when it has one, so both paths agree."""
+    """The service's own payload fields when it has them, so every path emits the same event."""
     try:
         from payment.use_cases import payment_succeeded_payload
     except ImportError:
         return succeeded_payload
-    return payment_succeeded_payload
+    return lambda payment: outbox.new_event(**payment_succeeded_payload(payment))
 
 
 def succeeded_payload(payment):

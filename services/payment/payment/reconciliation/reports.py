@@ -14,7 +14,8 @@ from portal_shared.timeutil import isoformat
 # report key -> item column, per outcome (keys of the contract's detail dicts)
 FIELDS = {
     "fixed": [("txn_ref", "txn_ref"), ("line", "line"), ("dossier_code", "dossier_code"), ("amount", "local_amount"),
-              ("gateway_txn_no", "gateway_txn_no"), ("paid_at", "paid_at"), ("old_status", "local_status")],
+              ("gateway_txn_no", "gateway_txn_no"), ("paid_at", "paid_at"), ("old_status", "local_status"),
+              ("note", "reason")],
     "missing_locally": [("txn_ref", "txn_ref"), ("line", "line"), ("gateway_txn_no", "gateway_txn_no"),
                         ("amount", "gateway_amount"), ("status", "gateway_status"), ("paid_at", "paid_at"),
                         ("reason", "reason")],
