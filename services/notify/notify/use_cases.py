@@ -220,7 +220,7 @@ def claim_one(uow, notification_id, settings, now=None):
 
 def attempt(uow, channels, notification_id, settings, now=None):
     """Send a claimed notification through its channel and record the outcome. Returns the row."""
-    row = uow.session.get(NotificationRow, notification_id)
+    row = _load(uow.session, notification_id)
     uow.session.rollback()
     message = Message(row.id, row.channel, row.recipient, row.subject, row.body, row.html_body)
     sender = channels.get(row.channel)
@@ -235,7 +235,7 @@ def attempt(uow, channels, notification_id, settings, now=None):
 def record_outcome(uow, notification_id, outcome, settings, now=None):
     now = now or utcnow()
     with uow.transaction() as session:
-        row = session.get(NotificationRow, notification_id, with_for_update=True)
+        row = _load(session, notification_id, lock=True)
         if row.status != Status.SENDING:  # a receipt came first, or an operator acted: keep theirs
             return row
         status = status_after_attempt(outcome, row.attempts, settings.policy)
@@ -261,8 +261,13 @@ def deliver_now(uow, channels, notification_ids, settings):
             attempt(uow, channels, notification_id, settings)
 
 
+def _load(session, notification_id, lock=False):
+    # populate_existing: the worker's session may hold an older copy of the row
+    return session.get(NotificationRow, notification_id, with_for_update=lock or None, populate_existing=True)
+
+
 def get_notification(uow, notification_id):
-    row = uow.session.get(NotificationRow, notification_id)
+    row = _load(uow.session, notification_id)
     uow.session.rollback()
     if row is None:
         raise NotificationNotFound(f"no notification {notification_id!r}")
@@ -273,6 +278,7 @@ def list_notifications(uow, reference):
     rows = uow.session.execute(
         sa.select(NotificationRow).where(NotificationRow.reference == reference)
         .order_by(NotificationRow.created_at, NotificationRow.channel)
+        .execution_options(populate_existing=True)
     ).scalars().all()
     uow.session.rollback()
     return rows
@@ -291,6 +297,7 @@ def apply_esms_receipt(uow, request_id, sms_id, status, now=None):
             return None
         row = session.execute(
             sa.select(NotificationRow).where(NotificationRow.channel == "sms", sa.or_(*conditions)).with_for_update()
+            .execution_options(populate_existing=True)
         ).scalars().first()
         if row is None:
             return None
@@ -318,7 +325,7 @@ def resend(uow, notification_id=None, reference=None, now=None):
             statement = statement.where(NotificationRow.reference == reference)
         else:
             raise ValueError("give a notification id or a reference")
-        rows = session.execute(statement.with_for_update()).scalars().all()
+        rows = session.execute(statement.with_for_update().execution_options(populate_existing=True)).scalars().all()
         for row in rows:
             row.status, row.attempts, row.next_attempt_at, row.updated_at = Status.CREATED, 0, now, now
             row.lease_until = None
