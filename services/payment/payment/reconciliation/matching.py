@@ -12,7 +12,9 @@ per gateway also makes concurrent runs of one gateway take turns, so their
 reports are consistent.
 """
 import zlib
+from contextlib import contextmanager
 
+import psycopg2.extensions
 import sqlalchemy as sa
 
 from payment.domain.model import ChargeStatus, decide_success
@@ -178,12 +180,27 @@ class _ChunkReader:
 
 def _copy_rows(connection, rows):
     dbapi_connection = connection.connection.dbapi_connection
-    with dbapi_connection.cursor() as cursor:
+    with _without_green_wait(), dbapi_connection.cursor() as cursor:
         cursor.copy_expert(
             f"COPY recon_staging ({', '.join(COPY_COLUMNS)}) FROM STDIN WITH (FORMAT csv)",
             _ChunkReader(_csv_chunks(rows)),
             size=1 << 20,
         )
+
+
+@contextmanager
+def _without_green_wait():
+    """psycopg2 refuses COPY while eventlet's wait callback is installed: lift it meanwhile.
+
+    The COPY then blocks this OS thread (other green threads wait) for the
+    seconds a large file takes to load; the rest of the run stays cooperative.
+    """
+    callback = psycopg2.extensions.get_wait_callback()
+    psycopg2.extensions.set_wait_callback(None)
+    try:
+        yield
+    finally:
+        psycopg2.extensions.set_wait_callback(callback)
 
 
 def _insert_rows(connection, staging, rows):
