@@ -60,7 +60,7 @@ class FakeSmsProvider:
         self._server.daemon_threads = True
         self._server.fake = self
         self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self
 
     def stop(self):
