@@ -79,10 +79,10 @@ def parse_record(line, record):
 
 
 def read_settlement(lines):
-    """Yield a ``SettlementRow`` per data line of ``lines`` (an iterable of text lines).
+    """Check the header of ``lines`` (an iterable of text lines), then stream its rows.
 
-    Raises ``ValidationError`` when the header is wrong; every other problem is
-    a malformed row, reported with its line number, and the run goes on.
+    Raises ``ValidationError`` at once when the header is wrong; every other
+    problem is a malformed ``SettlementRow`` with its line number, and the run goes on.
     """
     reader = csv.reader(lines)
     try:
@@ -91,12 +91,16 @@ def read_settlement(lines):
         check_header(None)
     except csv.Error as exc:
         raise ValidationError({"settlement_csv": [f"unreadable header: {exc}"]}) from None
+    return _rows(reader)
+
+
+def _rows(reader):
     while True:
         try:
             record = next(reader)
         except StopIteration:
             return
-        except csv.Error as exc:  # e.g. a NUL byte or an unterminated quote
+        except csv.Error as exc:  # e.g. a NUL byte
             yield SettlementRow(reader.line_num, None, None, None, None, None, f"unreadable CSV: {exc}")
             continue
         if not record or (len(record) == 1 and not record[0].strip()):
