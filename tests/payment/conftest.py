@@ -113,9 +113,9 @@ def payment_db(payment_database):
 
 
 @pytest.fixture
-def announce(payment_config, payment_db):
+def announce(rabbit_config, payment_db):
     """Publish a dossier_status_changed event as the dossier service would, and wait for its effect."""
-    dispatch = event_dispatcher(payment_config)
+    dispatch = event_dispatcher(rabbit_config)
 
     def announce(dossier_code, new_status="payment_requested", fee_amount=200000, wait=True):
         event = new_event(
