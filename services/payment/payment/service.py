@@ -22,7 +22,8 @@ from portal_shared.config import get_float
 from portal_shared.db import Database
 from portal_shared.errors import ValidationError, load
 from portal_shared.events import reliable_event_handler
-from portal_shared.health import HealthEndpoints, Monitoring, json_response
+from portal_shared import health  # module import: `nameko run payment.service` must find only PaymentService
+from portal_shared.health import Monitoring, json_response
 from portal_shared.logs import WorkerLogContext
 
 EXPECTED = (ValidationError, NoPaymentDue, AlreadyPaid, GatewayUnavailable, PaymentNotFound)
@@ -41,7 +42,7 @@ class ConfiguredTimer(Timer):
         self.interval = get_float(self.container.config, self.config_key, self.default)
 
 
-class PaymentService(HealthEndpoints):
+class PaymentService(health.HealthEndpoints):
     name = "payment"
 
     log = WorkerLogContext()
