@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-PACKAGES := shared services/dossier services/payment services/notify
+PACKAGES := shared services/dossier services/payment services/notify services/sandbox
 STAMP := $(VENV)/.installed
 
 .PHONY: install run test test-fast migrate clean

@@ -1,0 +1,41 @@
+"""``python -m sandbox``: the HTTP fakes and the SMTP sink in one process."""
+import logging
+import signal
+import sys
+
+from werkzeug.serving import make_server
+
+from sandbox.app import SandboxApp
+from sandbox.config import Settings
+from sandbox.smtp import start_smtp
+from sandbox.store import Store
+
+log = logging.getLogger("sandbox")
+
+
+def main():
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s sandbox %(levelname)s %(message)s")
+    settings = Settings.from_env()
+    store = Store()
+    smtp = start_smtp(store, settings.smtp_host, settings.smtp_port)
+    server = make_server(settings.http_host, settings.http_port, SandboxApp(settings, store), threaded=True)
+
+    def stop(signum, frame):
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    log.info("sandbox listening: http://%s:%s (outbox at /outbox), SMTP %s:%s, IPNs to %s",
+             settings.http_host, settings.http_port, settings.smtp_host, settings.smtp_port,
+             settings.payment_callback_base_url)
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        server.server_close()
+        smtp.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""What the sandbox has seen: messages to citizens, payments, callbacks; thread-safe, in memory."""
+import itertools
+import threading
+from datetime import datetime, timedelta, timezone
+
+VN_TZ = timezone(timedelta(hours=7), "ICT")
+
+
+def now_vn():
+    return datetime.now(VN_TZ)
+
+
+class Faults:
+    """Injected provider failures: ``plan("esms", "99", times=2)`` makes the next two eSMS calls answer 99."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._planned = {}
+
+    def plan(self, provider, code, times=1):
+        with self._lock:
+            self._planned[provider] = [str(code), int(times)]
+
+    def take(self, provider):
+        """The code to answer with instead of success, or None; ``times < 0`` means until cleared."""
+        with self._lock:
+            planned = self._planned.get(provider)
+            if not planned:
+                return None
+            code, times = planned
+            if times > 0:
+                planned[1] -= 1
+                if planned[1] == 0:
+                    del self._planned[provider]
+            return code
+
+    def clear(self):
+        with self._lock:
+            self._planned.clear()
+
+    def snapshot(self):
+        with self._lock:
+            return {name: {"code": code, "times": times} for name, (code, times) in self._planned.items()}
+
+
+class Store:
+    """Outbox of messages, gateway orders and the callbacks sent, for the pages and for tests."""
+
+    def __init__(self):
+        self.lock = threading.RLock()
+        self._ids = itertools.count(1)
+        self.messages = []  # SMS and e-mails, oldest first
+        self.callbacks = []  # IPNs and receipts the sandbox sent, with the answers
+        self.vnpay_orders = {}  # vnp_TxnRef -> order
+        self.vnpay_request_ids = set()
+        self.vnpay_checkouts = {}  # checkout token -> vnp_TxnRef
+        self.momo_orders = {}  # orderId -> order
+        self.momo_requests = {}  # requestId -> answer (MoMo is idempotent by requestId)
+        self.refunds = []
+        self.esms_request_ids = {}
+        self.faults = Faults()
+
+    def next_id(self):
+        return next(self._ids)
+
+    def add_message(self, channel, provider, to, text, subject=None, html=None, **meta):
+        with self.lock:
+            message = {
+                "id": self.next_id(),
+                "at": now_vn().isoformat(),
+                "channel": channel,
+                "provider": provider,
+                "to": to,
+                "subject": subject,
+                "text": text,
+                "html": html,
+                "meta": meta,
+            }
+            self.messages.append(message)
+            return message
+
+    def outbox(self):
+        """Messages newest first."""
+        with self.lock:
+            return list(reversed(self.messages))
+
+    def add_callback(self, kind, url, request, status, answer):
+        with self.lock:
+            self.callbacks.append({"id": self.next_id(), "at": now_vn().isoformat(), "kind": kind, "url": url,
+                                   "request": request, "status": status, "answer": answer})
+
+    def payments(self):
+        with self.lock:
+            return {
+                "vnpay": [dict(order) for order in self.vnpay_orders.values()],
+                "momo": [dict(order) for order in self.momo_orders.values()],
+                "refunds": list(self.refunds),
+                "callbacks": list(reversed(self.callbacks)),
+            }
+
+    def reset(self):
+        with self.lock:
+            self.__init__()
