@@ -14,7 +14,6 @@ def test_compose_runs_two_replicas_started_only_once_broker_and_database_are_hea
     }
     assert "/healthz" in " ".join(definition["healthcheck"]["test"])
     assert definition["build"] == {"context": ".", "dockerfile": f"services/{service}/Dockerfile"}
-    assert "sandbox" not in compose["services"]
 
 
 def test_compose_broker_and_database_have_health_checks_and_load_the_infra_files(compose):
