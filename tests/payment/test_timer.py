@@ -70,15 +70,16 @@ def test_unpaid_payment_expires_and_a_late_success_is_still_recorded(
     assert status_of(payment_db, payment["txn_ref"]) == "succeeded"
 
 
-def test_withdrawn_dossier_gets_its_fee_refunded(fast_container, fast_config, fast_announce, fake_vnpay, payment_db,
+def test_withdrawn_dossier_gets_its_fee_refunded(payment_container, payment_config, announce, fake_vnpay, payment_db,
                                                  container_factory, rabbit_config):
+    # the slow timer: the IPN, not a query, must be what settles the payment here
     collector = make_collector("payment", "payment_refunded", name="refund_collector")
     container_factory(collector, rabbit_config).start()
-    fast_announce("DOSSIER-W-1", fee_amount=200000)
-    payment = start(fast_config, "DOSSIER-W-1")
+    announce("DOSSIER-W-1", fee_amount=200000)
+    payment = start(payment_config, "DOSSIER-W-1")
     fake_vnpay.visit(payment["pay_url"])
-    assert vnpay_ipn(fast_config, fake_vnpay.pay(payment["txn_ref"]))["RspCode"] == "00"
-    fast_announce("DOSSIER-W-1", new_status="withdrawn")
+    assert vnpay_ipn(payment_config, fake_vnpay.pay(payment["txn_ref"]))["RspCode"] == "00"
+    announce("DOSSIER-W-1", new_status="withdrawn")
     wait_for(lambda: status_of(payment_db, payment["txn_ref"]) == "refunded", message="refund")
     assert [(h["new_status"], h["source"]) for h in payment_db.history(payment["txn_ref"])] == [
         ("pending", "create"), ("succeeded", "ipn"), ("refund_pending", "refund"), ("refunded", "refund")]
@@ -106,15 +107,15 @@ def test_refused_refund_stays_pending_with_its_reason_and_is_retried(fast_contai
     assert len(fake_momo.refunds) == 1 and fake_momo.refunds[0]["amount"] == 90000
 
 
-def test_second_success_for_a_paid_dossier_is_refunded(fast_container, fast_config, fast_announce, fake_vnpay,
+def test_second_success_for_a_paid_dossier_is_refunded(payment_container, payment_config, announce, fake_vnpay,
                                                        payment_db, payment_database):
-    fast_announce("DOSSIER-2X", fee_amount=200000)
-    first = start(fast_config, "DOSSIER-2X")
-    second = start(fast_config, "DOSSIER-2X")
+    announce("DOSSIER-2X", fee_amount=200000)
+    first = start(payment_config, "DOSSIER-2X")
+    second = start(payment_config, "DOSSIER-2X")
     for payment in (first, second):
         fake_vnpay.visit(payment["pay_url"])
-    assert vnpay_ipn(fast_config, fake_vnpay.pay(first["txn_ref"]))["RspCode"] == "00"
-    assert vnpay_ipn(fast_config, fake_vnpay.pay(second["txn_ref"]))["RspCode"] == "00"
+    assert vnpay_ipn(payment_config, fake_vnpay.pay(first["txn_ref"]))["RspCode"] == "00"
+    assert vnpay_ipn(payment_config, fake_vnpay.pay(second["txn_ref"]))["RspCode"] == "00"
     wait_for(lambda: status_of(payment_db, second["txn_ref"]) == "refunded", message="duplicate refunded")
     assert status_of(payment_db, first["txn_ref"]) == "succeeded"
     assert payment_db.charge("DOSSIER-2X")["paid_txn_ref"] == first["txn_ref"]
