@@ -14,13 +14,14 @@ from notify.use_cases import NotificationNotFound, dump_notification
 from portal_shared.db import Database
 from portal_shared.errors import ValidationError, load
 from portal_shared.events import reliable_event_handler
-from portal_shared.health import HealthEndpoints, Monitoring, json_response
+from portal_shared import health  # module import: `nameko run notify.service` must find only NotifyService
+from portal_shared.health import Monitoring, json_response
 from portal_shared.logs import WorkerLogContext
 
 EXPECTED = (ValidationError, NotificationNotFound)
 
 
-class NotifyService(HealthEndpoints):
+class NotifyService(health.HealthEndpoints):
     name = "notify"
 
     log = WorkerLogContext()

@@ -1,0 +1,76 @@
+"""How the process starts: the Procfile's module, the config file, start-up without secrets."""
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+import yaml
+from nameko.cli.run import import_service
+
+from notify.service import NotifyService
+from tests.notify.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "services" / "notify" / "config.yml"
+CONTRACT_VARIABLES = [
+    "AMQP_URI", "SMS_PROVIDERS", "ESMS_BASE_URL", "ESMS_API_KEY", "ESMS_SECRET_KEY", "ESMS_BRANDNAME",
+    "SPEEDSMS_BASE_URL", "SPEEDSMS_ACCESS_TOKEN", "SPEEDSMS_SENDER", "SMTP_HOST", "SMTP_PORT", "SMTP_USERNAME",
+    "SMTP_PASSWORD", "SMTP_SECURITY", "MAIL_FROM", "LOG_LEVEL", "LOG_FORMAT",
+]
+
+
+def test_procfile_module_holds_exactly_the_notify_service():
+    assert import_service("notify.service") == [NotifyService]
+
+
+def test_config_maps_every_contract_variable_to_the_same_key():
+    text = CONFIG.read_text()
+    for name in CONTRACT_VARIABLES:
+        assert re.search(rf"^{name}: \"?\$\{{{name}:", text, re.M), name
+    assert "WEB_SERVER_ADDRESS: ${NOTIFY_HTTP_ADDRESS:0.0.0.0:8001}" in text
+    assert "DATABASE_URL: ${NOTIFY_DATABASE_URL:sqlite:///var/notify.db}" in text
+    assert "SMS_PROVIDERS: ${SMS_PROVIDERS:esms,speedsms}" in text
+    assert "ESMS_BASE_URL: ${ESMS_BASE_URL:https://rest.esms.vn}" in text
+    assert "SPEEDSMS_BASE_URL: ${SPEEDSMS_BASE_URL:https://api.speedsms.vn}" in text
+    yaml.safe_load(text)
+
+
+def test_nameko_run_starts_without_any_secret_and_says_what_is_disabled(rabbit_config, tmp_path):
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("ESMS_", "SPEEDSMS_", "SMTP_"))},
+        "AMQP_URI": rabbit_config["AMQP_URI"],
+        "NOTIFY_DATABASE_URL": f"sqlite:///{tmp_path}/notify.db",
+        "NOTIFY_HTTP_ADDRESS": f"127.0.0.1:{port}",
+        "SMTP_HOST": "",
+        "LOG_FORMAT": "json",
+    }
+    log_path = tmp_path / "notify.log"
+    with open(log_path, "w") as log_file:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).with_name("nameko")), "run", "--config", str(CONFIG), "notify.service"],
+            cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                ready = requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+                break
+            except requests.ConnectionError:
+                assert process.poll() is None, log_path.read_text()
+                assert time.monotonic() < deadline, log_path.read_text()
+                time.sleep(0.2)
+        assert ready.status_code == 200, ready.text
+        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+        assert requests.post(f"http://127.0.0.1:{port}/callbacks/esms", data="garbage", timeout=2).status_code == 400
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+    output = log_path.read_text()
+    assert output.count('"sms_provider_disabled"') == 2
+    assert '"email_disabled"' in output
+    assert "Traceback" not in output
