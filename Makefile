@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PACKAGES := shared services/dossier services/payment services/notify services/sandbox
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast migrate clean
+.PHONY: install run demo test test-fast migrate clean
 
 $(STAMP): requirements.txt $(foreach p,$(PACKAGES),$(wildcard $(p)/pyproject.toml))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,10 +16,13 @@ $(STAMP): requirements.txt $(foreach p,$(PACKAGES),$(wildcard $(p)/pyproject.tom
 
 install: $(STAMP)
 
-## run: start every process of the Procfile against the local RabbitMQ
+## run: start every process of the Procfile (providers without credentials: the local sandbox)
 run: install
-	mkdir -p var
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile
+	VENV=$(VENV) scripts/run.sh
+
+## demo: walk one dossier through a VNPay payment against a running `make run`
+demo: install
+	$(BIN)/python -m sandbox.demo
 
 ## test: the whole suite against the real RabbitMQ and PostgreSQL
 test: install

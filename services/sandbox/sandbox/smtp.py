@@ -13,7 +13,8 @@ class OutboxHandler:
         fault = self.store.faults.take("smtp")
         if fault:
             return f"{fault} Sandbox: injected failure"
-        parsed = email.message_from_bytes(envelope.original_content or envelope.content, policy=email.policy.default)
+        raw = envelope.original_content or envelope.content
+        parsed = email.message_from_bytes(raw, policy=email.policy.default)
         text_part = parsed.get_body(preferencelist=("plain",))
         html_part = parsed.get_body(preferencelist=("html",))
         for recipient in envelope.rcpt_tos:
@@ -24,6 +25,7 @@ class OutboxHandler:
                 html=html_part.get_content() if html_part is not None else None,
                 mail_from=envelope.mail_from,
                 message_id=str(parsed.get("Message-ID", "")),
+                raw=raw[:4000].decode("utf-8", "replace"),
             )
         return "250 Message accepted for delivery"
 
