@@ -145,7 +145,7 @@ class Process:
         if self.alive():
             self.terminate()
             try:
-                self.popen.wait(timeout)
+                self.popen.wait(max(timeout, 0.1))
             except subprocess.TimeoutExpired:
                 try:
                     os.killpg(self.popen.pid, signal.SIGKILL)
@@ -271,8 +271,9 @@ class Stack:
     def stop(self):
         for process in self.processes:  # all at once: each nameko process takes a moment to stop
             process.terminate()
+        deadline = time.monotonic() + 5
         for process in self.processes:
-            process.stop()
+            process.stop(timeout=deadline - time.monotonic())
 
     # --- the sandbox, as a test sees it ---
 

@@ -96,6 +96,9 @@ def assert_notified_once(stack, rpc, code, payment_events=0):
     for message in sms:
         assert message["text"].isascii(), message["text"]
     for message in emails:
+        # a From header the receiving server can read (a literal "${MAIL_FROM:...}" breaks the header block)
+        assert "${" not in message["meta"]["raw"].split("\r\n\r\n", 1)[0], message["meta"]["raw"][:300]
+        assert message["meta"]["from_header"].endswith(f"<{message['meta']['mail_from']}>"), message["meta"]
         assert code in (message["subject"] or ""), {k: message[k] for k in ("subject", "text", "meta")}
     return sms, emails
 

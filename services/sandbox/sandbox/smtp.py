@@ -24,6 +24,7 @@ class OutboxHandler:
                 subject=str(parsed.get("Subject", "")),
                 html=html_part.get_content() if html_part is not None else None,
                 mail_from=envelope.mail_from,
+                from_header=str(parsed.get("From", "")),
                 message_id=str(parsed.get("Message-ID", "")),
                 raw=raw[:4000].decode("utf-8", "replace"),
             )

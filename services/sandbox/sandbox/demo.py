@@ -1,0 +1,155 @@
+"""``make demo``: one dossier from submission through a VNPay payment to the returned result.
+
+Runs against a running ``make run`` (the three services and the sandbox):
+RPC through ``ClusterRpcProxy`` on ``AMQP_URI``, the citizen's clicks against
+the sandbox's pay page, and after every step the SMS and e-mails the citizen
+received, read from the sandbox's ``/outbox.json``.
+"""
+import eventlet
+
+eventlet.monkey_patch()  # noqa: E402  (nameko's standalone proxy runs on green threads)
+
+import os  # noqa: E402
+import re  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from urllib.parse import parse_qsl, urlparse  # noqa: E402
+
+import requests  # noqa: E402
+from nameko.exceptions import RemoteError  # noqa: E402
+from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
+
+RETURN_URL = "http://localhost:3000/thanh-toan/ket-qua"
+APPLICANT = {
+    "full_name": "Nguyễn Văn An",
+    "id_number": "001099012345",
+    "phone": "0912345678",
+    "email": "an.nguyen@example.vn",
+    "address": "Số 1 Tràng Tiền, Hoàn Kiếm, Hà Nội",
+}
+
+
+class Demo:
+    def __init__(self, rpc, sandbox_url):
+        self.rpc = rpc
+        self.sandbox_url = sandbox_url.rstrip("/")
+        self.code = None
+        self.seen = set()
+        self.number = 0
+
+    def step(self, title):
+        self.number += 1
+        print(f"\n== {self.number}. {title}")
+
+    def show(self, dossier):
+        print(f"   dossier {dossier['code']}: {dossier['status']} (mã {dossier['status_code']})"
+              + (f", hạn trả {dossier['due_at']}" if dossier.get("due_at") else ""))
+
+    def messages(self, wait=3.0):
+        """Print what reached the citizen since the last step (new messages naming the dossier)."""
+        deadline = time.monotonic() + wait
+        new = []
+        while time.monotonic() < deadline:
+            outbox = requests.get(f"{self.sandbox_url}/outbox.json", params={"contains": self.code},
+                                  timeout=5).json()["messages"]
+            new = [m for m in reversed(outbox) if m["id"] not in self.seen]
+            if new:
+                time.sleep(0.5)  # the e-mail usually follows the SMS by a moment
+                outbox = requests.get(f"{self.sandbox_url}/outbox.json", params={"contains": self.code},
+                                      timeout=5).json()["messages"]
+                new = [m for m in reversed(outbox) if m["id"] not in self.seen]
+                break
+            time.sleep(0.2)
+        for message in new:
+            self.seen.add(message["id"])
+            if message["channel"] == "sms":
+                print(f"   SMS ({message['provider']}) to {message['to']}: {message['text']}")
+            else:
+                print(f"   E-mail to {message['to']}: {message['subject']}")
+                for line in (message["text"] or "").strip().splitlines():
+                    print(f"      | {line}")
+        if not new:
+            print("   (no message to the citizen for this step)")
+
+    def wait(self, what, predicate, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.3)
+        raise SystemExit(f"demo: timed out waiting for {what}")
+
+    def run(self):
+        self.step("Citizen submits LLTP-01 (Cấp Phiếu lý lịch tư pháp)")
+        dossier = self.rpc.dossier.submit_dossier("LLTP-01", APPLICANT, {"so_ban": 1, "muc_dich": "xin việc"})
+        self.code = dossier["code"]
+        self.show(dossier)
+        self.messages(wait=1.5)
+
+        self.step("Officer accepts it: the fee of 200.000 đ becomes payable")
+        dossier = self.rpc.dossier.act_on_dossier(self.code, "accept", "can-bo-mot-cua")
+        self.show(dossier)
+        self.messages()
+
+        self.step("Citizen chooses VNPay")
+        payment = self.wait("the payment service to learn the fee", self._start_payment)
+        print(f"   payment {payment['txn_ref']}: {payment['amount']} đ, {payment['status']}")
+        print(f"   pay URL: {payment['pay_url'][:110]}...")
+
+        self.step("Citizen opens the pay page and presses 'Thanh toán'")
+        page = requests.get(payment["pay_url"], timeout=10)
+        page.raise_for_status()
+        amount = re.search(r'class="amount">([^<]+)<', page.text)
+        print(f"   pay page shows {amount.group(1) if amount else '?'}")
+        action = re.search(r'<form method="post" action="([^"]+)"', page.text).group(1)
+        answer = requests.post(self.sandbox_url + action, data={"action": "pay"}, allow_redirects=False, timeout=30)
+        result = dict(parse_qsl(urlparse(answer.headers.get("Location", "")).query))
+        print(f"   VNPay sent the IPN and redirects the browser back: vnp_ResponseCode={result.get('vnp_ResponseCode')}"
+              f", vnp_TransactionNo={result.get('vnp_TransactionNo')}")
+
+        self.step("Payment confirmed; the dossier moves on to processing")
+        self.wait("the payment to succeed",
+                  lambda: self.rpc.payment.get_payment(payment["txn_ref"])["status"] == "succeeded")
+        dossier = self.wait("the dossier to be processing",
+                            lambda: (d := self.rpc.dossier.get_dossier(self.code))["status"] == "processing" and d)
+        self.show(dossier)
+        self.messages()
+
+        self.step("Officer finishes processing")
+        self.show(self.rpc.dossier.act_on_dossier(self.code, "finish", "can-bo-xu-ly"))
+        self.messages()
+
+        self.step("Result handed back to the citizen")
+        dossier = self.rpc.dossier.act_on_dossier(self.code, "return_result", "can-bo-mot-cua")
+        self.show(dossier)
+        self.messages()
+
+        print("\n== History")
+        for entry in dossier["history"]:
+            print(f"   {entry['at'][:19]}  {entry['status']:<18} {entry['actor'] or ''}")
+        print(f"\nOutbox: {self.sandbox_url}/outbox")
+
+    def _start_payment(self):
+        try:
+            return self.rpc.payment.start_payment(self.code, "vnpay", RETURN_URL, "127.0.0.1")
+        except RemoteError as exc:
+            if exc.exc_type == "NoPaymentDue":
+                return None
+            raise
+
+
+def main():
+    amqp_uri = os.environ.get("AMQP_URI") or "amqp://guest:guest@localhost:5672/"
+    sandbox_url = os.environ.get("SANDBOX_URL") or "http://" + (
+        os.environ.get("SANDBOX_HTTP_ADDRESS") or "127.0.0.1:8090").replace("0.0.0.0", "127.0.0.1")
+    try:
+        requests.get(f"{sandbox_url}/healthz", timeout=3).raise_for_status()
+    except requests.RequestException:
+        sys.exit(f"demo: the sandbox does not answer at {sandbox_url}; start `make run` first")
+    with ClusterRpcProxy({"AMQP_URI": amqp_uri}, timeout=30) as rpc:
+        Demo(rpc, sandbox_url).run()
+
+
+if __name__ == "__main__":
+    main()
