@@ -7,7 +7,7 @@ from werkzeug.serving import make_server
 
 from sandbox.app import SandboxApp
 from sandbox.config import Settings
-from sandbox.smtp import start_smtp
+from sandbox.messaging import start_smtp
 from sandbox.store import Store
 
 log = logging.getLogger("sandbox")

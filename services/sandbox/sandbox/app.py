@@ -5,14 +5,15 @@ from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
+from notify.fakes import ESMS_PATH, SPEEDSMS_PATH
+from payment.gateways.momo import CREATE_PATH, QUERY_PATH, REFUND_PATH
 from sandbox import pages
-from sandbox.momo import FakeMomo
-from sandbox.sms import FakeEsms, FakeSpeedSms
-from sandbox.vnpay import FakeVnpay
+from sandbox.messaging import SandboxEsms, SandboxSpeedSms
+from sandbox.payments import SandboxMomo, SandboxVnpay
 
 
 def json_response(document, status=200):
-    return Response(json.dumps(document, ensure_ascii=False, indent=1), status=status,
+    return Response(json.dumps(document, ensure_ascii=False, indent=1, default=str), status=status,
                     mimetype="application/json")
 
 
@@ -20,10 +21,14 @@ class SandboxApp:
     def __init__(self, settings, store):
         self.settings = settings
         self.store = store
-        self.vnpay = FakeVnpay(settings, store)
-        self.momo = FakeMomo(settings, store)
-        self.esms = FakeEsms(settings, store)
-        self.speedsms = FakeSpeedSms(settings, store)
+        self._build()
+
+    def _build(self):
+        settings = self.settings
+        self.vnpay = SandboxVnpay(settings, self.store)
+        self.momo = SandboxMomo(settings, self.store)
+        self.esms = SandboxEsms(settings, self.store)
+        self.speedsms = SandboxSpeedSms(settings, self.store)
         self.urls = Map([
             Rule("/", endpoint=self.outbox_html, methods=["GET"]),
             Rule("/outbox", endpoint=self.outbox_html, methods=["GET"]),
@@ -33,22 +38,22 @@ class SandboxApp:
             Rule("/_sandbox/reset", endpoint=self.reset, methods=["POST"]),
             Rule("/_sandbox/faults", endpoint=self.faults, methods=["GET", "POST", "DELETE"]),
             Rule(settings.vnpay_payment_path, endpoint=self.vnpay.pay_page, methods=["GET"]),
-            Rule("/vnpay/checkout/<token>", endpoint=self.vnpay.checkout, methods=["GET", "POST"]),
+            Rule("/vnpay/checkout/<txn_ref>", endpoint=self.vnpay.checkout, methods=["GET", "POST"]),
             Rule(settings.vnpay_api_path, endpoint=self.vnpay.api, methods=["POST"]),
-            Rule("/v2/gateway/api/create", endpoint=self.momo.create, methods=["POST"]),
-            Rule("/v2/gateway/api/query", endpoint=self.momo.query, methods=["POST"]),
-            Rule("/v2/gateway/api/refund", endpoint=self.momo.refund, methods=["POST"]),
+            Rule(CREATE_PATH, endpoint=self.momo.api, methods=["POST"]),
+            Rule(QUERY_PATH, endpoint=self.momo.api, methods=["POST"]),
+            Rule(REFUND_PATH, endpoint=self.momo.api, methods=["POST"]),
             Rule("/momo/pay", endpoint=self.momo.pay_page, methods=["GET"]),
-            Rule("/momo/pay/<token>", endpoint=self.momo.checkout, methods=["GET", "POST"]),
-            Rule(FakeEsms.PATH, endpoint=self.esms.send, methods=["POST"]),
-            Rule(FakeEsms.PATH.rstrip("/"), endpoint=self.esms.send, methods=["POST"]),
-            Rule(FakeSpeedSms.PATH, endpoint=self.speedsms.send, methods=["POST"]),
-        ], strict_slashes=False)
+            Rule("/momo/pay/<order_id>", endpoint=self.momo.checkout, methods=["GET", "POST"]),
+            Rule(ESMS_PATH, endpoint=self.esms.send, methods=["POST"]),
+            Rule(SPEEDSMS_PATH, endpoint=self.speedsms.send, methods=["POST"]),
+        ])
 
     def outbox_html(self, request):
         return Response(pages.outbox_page(self.store.outbox()), mimetype="text/html")
 
     def outbox_json(self, request):
+        """Messages newest first; ``?channel=sms|email``, ``?to=``, ``?provider=``, ``?contains=`` filter."""
         messages = self.store.outbox()
         for name in ("channel", "to", "provider"):
             if request.args.get(name):
@@ -59,25 +64,42 @@ class SandboxApp:
         return json_response({"messages": messages})
 
     def payments_json(self, request):
-        return json_response(self.store.payments())
+        vnpay_orders, vnpay_refunds = self.vnpay.state()
+        momo_orders, momo_refunds = self.momo.state()
+        return json_response({"vnpay": vnpay_orders, "momo": momo_orders, "refunds": vnpay_refunds + momo_refunds,
+                              "callbacks": self.store.callbacks_newest_first()})
 
     def healthz(self, request):
         return json_response({"status": "ok"})
 
     def reset(self, request):
         self.store.reset()
+        self._build()
         return json_response({"status": "reset"})
 
     def faults(self, request):
-        """``POST {"provider": "esms", "code": "99", "times": 2}`` (times -1 = until DELETE)."""
+        """``POST {"provider": "esms"|"speedsms"|"smtp", "code": "99", "times": 2}``; times -1 = until DELETE.
+
+        eSMS/SpeedSMS codes are provider codes, ``http_<status>`` or ``timeout`` (the notify fakes' script);
+        SMTP codes are reply codes such as 451 or 554.
+        """
         if request.method == "POST":
             body = request.get_json(force=True, silent=True) or {}
-            if body.get("provider") not in ("esms", "speedsms", "smtp") or not body.get("code"):
+            provider, code, times = body.get("provider"), body.get("code"), int(body.get("times", 1))
+            if provider not in ("esms", "speedsms", "smtp") or not code:
                 return json_response({"error": "provider (esms|speedsms|smtp) and code required"}, 400)
-            self.store.faults.plan(body["provider"], body["code"], body.get("times", 1))
+            if provider == "smtp":
+                self.store.faults.plan("smtp", code, times)
+            else:
+                fake = self.esms if provider == "esms" else self.speedsms
+                fake.always(str(code)) if times < 0 else fake.script(*[str(code)] * times)
         elif request.method == "DELETE":
             self.store.faults.clear()
-        return json_response(self.store.faults.snapshot())
+            for fake in (self.esms, self.speedsms):
+                fake.always(None)
+                fake._script.clear()
+        return json_response({"smtp": self.store.faults.snapshot(), "esms": list(self.esms._script),
+                              "speedsms": list(self.speedsms._script)})
 
     def __call__(self, environ, start_response):
         request = Request(environ)

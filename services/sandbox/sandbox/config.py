@@ -53,6 +53,7 @@ class Settings:
     esms_secret_key: str
     esms_brandname: str
     speedsms_access_token: str
+    speedsms_sender: str
     ipn_retry_seconds: float = 2.0
     ipn_attempts: int = 5
     receipt_delay_seconds: float = 0.3
@@ -85,6 +86,7 @@ class Settings:
             esms_secret_key=get("ESMS_SECRET_KEY", DUMMY["ESMS_SECRET_KEY"]),
             esms_brandname=get("ESMS_BRANDNAME", DUMMY["ESMS_BRANDNAME"]),
             speedsms_access_token=get("SPEEDSMS_ACCESS_TOKEN", DUMMY["SPEEDSMS_ACCESS_TOKEN"]),
+            speedsms_sender=get("SPEEDSMS_SENDER", DUMMY["SPEEDSMS_SENDER"]),
             ipn_retry_seconds=float(get("SANDBOX_IPN_RETRY_SECONDS", "2")),
             receipt_delay_seconds=float(get("SANDBOX_RECEIPT_DELAY_SECONDS", "0.3")),
         )

@@ -11,7 +11,7 @@ def now_vn():
 
 
 class Faults:
-    """Injected provider failures: ``plan("esms", "99", times=2)`` makes the next two eSMS calls answer 99."""
+    """Injected SMTP failures: ``plan("smtp", "451", times=2)`` makes the next two messages answer 451."""
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -44,20 +44,13 @@ class Faults:
 
 
 class Store:
-    """Outbox of messages, gateway orders and the callbacks sent, for the pages and for tests."""
+    """Outbox of messages and the callbacks sent, for the pages and for tests (the fakes keep their orders)."""
 
     def __init__(self):
         self.lock = threading.RLock()
         self._ids = itertools.count(1)
         self.messages = []  # SMS and e-mails, oldest first
         self.callbacks = []  # IPNs and receipts the sandbox sent, with the answers
-        self.vnpay_orders = {}  # vnp_TxnRef -> order
-        self.vnpay_request_ids = set()
-        self.vnpay_checkouts = {}  # checkout token -> vnp_TxnRef
-        self.momo_orders = {}  # orderId -> order
-        self.momo_requests = {}  # requestId -> answer (MoMo is idempotent by requestId)
-        self.refunds = []
-        self.esms_request_ids = {}
         self.faults = Faults()
 
     def next_id(self):
@@ -89,14 +82,9 @@ class Store:
             self.callbacks.append({"id": self.next_id(), "at": now_vn().isoformat(), "kind": kind, "url": url,
                                    "request": request, "status": status, "answer": answer})
 
-    def payments(self):
+    def callbacks_newest_first(self):
         with self.lock:
-            return {
-                "vnpay": [dict(order) for order in self.vnpay_orders.values()],
-                "momo": [dict(order) for order in self.momo_orders.values()],
-                "refunds": list(self.refunds),
-                "callbacks": list(reversed(self.callbacks)),
-            }
+            return list(reversed(self.callbacks))
 
     def reset(self):
         with self.lock:

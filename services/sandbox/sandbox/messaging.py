@@ -1,0 +1,99 @@
+"""eSMS, SpeedSMS and SMTP in the sandbox: the notify team's fakes (``notify.fakes``) check the wire
+format and answer as the providers do; this module puts every accepted message in the sandbox's outbox
+and sends eSMS delivery receipts to the ``CallbackUrl`` the request named.
+"""
+import email
+import email.policy
+import json
+
+from aiosmtpd.controller import Controller
+from werkzeug.wrappers import Response
+
+from notify import fakes
+from sandbox.callbacks import deliver
+
+
+def _served(fake, request):
+    """Run a notify fake's request handler inside the sandbox's WSGI app."""
+    headers = {key: value for key, value in request.headers.items()}
+    status, answer = fake.handle(request.path, headers, request.get_data())
+    if status is None:  # a scripted timeout: hang up without an answer
+        return Response("", status=504)
+    return Response(json.dumps(answer, ensure_ascii=False), status=status, mimetype="application/json")
+
+
+class SandboxEsms(fakes.FakeEsms):
+    def __init__(self, settings, store):
+        super().__init__(api_key=settings.esms_api_key, secret_key=settings.esms_secret_key,
+                         brandname=settings.esms_brandname)
+        self.settings, self.store = settings, store
+
+    def send(self, request):
+        return _served(self, request)
+
+    def answer(self, body, behaviour):
+        answer = super().answer(body, behaviour)
+        if answer.get("CodeResult") == "100":
+            self.store.add_message("sms", "esms", body["Phone"], body["Content"], brandname=body["Brandname"],
+                                   request_id=body["RequestId"], sms_id=answer["SMSID"])
+            if body.get("CallbackUrl"):
+                receipt = {"SMSID": answer["SMSID"], "RequestId": body["RequestId"], "SendStatus": "5",
+                           "SendSuccess": "1", "SendFailed": "0", "TotalReceiver": "1", "TotalSent": "1",
+                           "phonenumber": body["Phone"]}
+                deliver(self.store, "esms_receipt", "POST", body["CallbackUrl"], receipt, as_json=True,
+                        accepted=lambda response: response.status_code < 500, attempts=3,
+                        delay=self.settings.receipt_delay_seconds)
+        return answer
+
+
+class SandboxSpeedSms(fakes.FakeSpeedSms):
+    def __init__(self, settings, store):
+        super().__init__(access_token=settings.speedsms_access_token, sender=settings.speedsms_sender)
+        self.settings, self.store = settings, store
+
+    def send(self, request):
+        return _served(self, request)
+
+    def answer(self, body, behaviour):
+        answer = super().answer(body, behaviour)
+        if answer.get("status") == "success":
+            self.store.add_message("sms", "speedsms", body["to"][0], body["content"], sender=body.get("sender"),
+                                   tran_id=answer["data"]["tranId"])
+        return answer
+
+
+class OutboxSmtpHandler(fakes.RecordingSmtpHandler):
+    """The notify team's SMTP sink, decoding each accepted e-mail into the outbox."""
+
+    def __init__(self, store):
+        super().__init__()
+        self.store = store
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd API)
+        fault = self.store.faults.take("smtp")
+        if fault:
+            return f"{fault} Sandbox: injected failure"
+        reply = await super().handle_DATA(server, session, envelope)
+        raw = envelope.original_content or envelope.content
+        parsed = email.message_from_bytes(raw, policy=email.policy.default)
+        text_part = parsed.get_body(preferencelist=("plain",))
+        html_part = parsed.get_body(preferencelist=("html",))
+        for recipient in envelope.rcpt_tos:
+            self.store.add_message(
+                "email", "smtp", recipient,
+                text=text_part.get_content() if text_part is not None else "",
+                subject=str(parsed.get("Subject", "")),
+                html=html_part.get_content() if html_part is not None else None,
+                mail_from=envelope.mail_from,
+                from_header=str(parsed.get("From", "")),
+                message_id=str(parsed.get("Message-ID", "")),
+                raw=raw[:4000].decode("utf-8", "replace"),
+            )
+        return reply
+
+
+def start_smtp(store, host, port):
+    """Start the sink in its own thread; returns the controller (``.stop()`` to end it)."""
+    controller = Controller(OutboxSmtpHandler(store), hostname=host, port=port)
+    controller.start()
+    return controller
