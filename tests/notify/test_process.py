@@ -11,6 +11,7 @@ import yaml
 from nameko.cli.run import import_service
 
 from notify.service import NotifyService
+from tests.helpers import rpc_proxy
 from tests.notify.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,9 +68,16 @@ def test_nameko_run_starts_without_any_secret_and_says_what_is_disabled(rabbit_c
         assert ready.status_code == 200, ready.text
         assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
         assert requests.post(f"http://127.0.0.1:{port}/callbacks/esms", data="garbage", timeout=2).status_code == 400
+        # the RPC consumer is up too (and stopping before it is would trip a nameko 2.14 race in shutdown)
+        with rpc_proxy(rabbit_config) as rpc:
+            assert rpc.notify.get_notifications("NONE") == []
     finally:
         process.terminate()
-        process.wait(timeout=15)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise AssertionError("no clean stop on SIGTERM:\n" + log_path.read_text()[-3000:])
     output = log_path.read_text()
     assert output.count('"sms_provider_disabled"') == 2
     assert '"email_disabled"' in output

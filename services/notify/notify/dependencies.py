@@ -7,12 +7,14 @@ from notify.mail import SmtpMailer
 from notify.sms import SmsRouter
 from notify.use_cases import Settings
 from portal_shared.config import get_float, get_int
+from portal_shared.logs import configure_logging
 
 
 class Channels(DependencyProvider):
     """One SMS router and one SMTP mailer per container (the router's cool-down state is per process)."""
 
     def setup(self):
+        configure_logging()  # the disabled-provider lines must come out formatted, whatever the setup order
         config = self.container.config
         self.channels = {"sms": SmsRouter.from_config(config), "email": SmtpMailer.from_config(config)}
 
