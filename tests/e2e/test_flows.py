@@ -262,3 +262,30 @@ def test_withdrawn_after_payment_is_refunded(stack, rpc):
     assert len(refunds) == 1 and refunds[0]["amount"] == 200000
     if stack.has("notify"):
         assert_notified_once(stack, rpc, code, payment_events=2)
+
+
+# --- the sandbox's provider faults, through the real processes ---
+
+
+@requires_notify
+def test_sms_fails_over_to_speedsms_and_esms_receipts_mark_delivery(stack, rpc):
+    code = submit(rpc, "KHAISINH-01")
+    # eSMS answers HTTP 500 to the next two requests: notify's two tries, then SpeedSMS
+    requests.post(f"{stack.sandbox_url}/_sandbox/faults", json={"provider": "esms", "code": "http_500", "times": 2},
+                  timeout=5).raise_for_status()
+    act(rpc, code, "accept")
+    sms, _ = assert_notified_once(stack, rpc, code)
+    assert [m["provider"] for m in sms] == ["speedsms"]
+    notifications = rpc.notify.get_notifications(code)
+    assert [(n["channel"], n["provider"], n["status"]) for n in notifications if n["channel"] == "sms"] == [
+        ("sms", "speedsms", "sent")]
+
+    # the next change goes through eSMS again, whose delivery receipt reaches notify's callback
+    act(rpc, code, "start")
+    act(rpc, code, "finish")
+    sms, _ = assert_notified_once(stack, rpc, code)
+    # two temporary errors are below notify's cool-down threshold: eSMS stays first in line
+    assert sorted(m["provider"] for m in sms) == ["esms", "speedsms"]
+    wait_for(stack, lambda: [n["status"] for n in rpc.notify.get_notifications(code)
+                             if n["channel"] == "sms" and n["provider"] == "esms"] == ["delivered"],
+             10, "the eSMS delivery receipt applied")
