@@ -30,13 +30,28 @@ def test_procfile_module_holds_exactly_the_notify_service():
 def test_config_maps_every_contract_variable_to_the_same_key():
     text = CONFIG.read_text()
     for name in CONTRACT_VARIABLES:
-        assert re.search(rf"^{name}: \"?\$\{{{name}:", text, re.M), name
+        assert re.search(rf"^{name}: (!raw_env_var \")?\$\{{{name}:", text, re.M), name
     assert "WEB_SERVER_ADDRESS: ${NOTIFY_HTTP_ADDRESS:0.0.0.0:8001}" in text
     assert "DATABASE_URL: ${NOTIFY_DATABASE_URL:sqlite:///var/notify.db}" in text
     assert "SMS_PROVIDERS: ${SMS_PROVIDERS:esms,speedsms}" in text
     assert "ESMS_BASE_URL: ${ESMS_BASE_URL:https://rest.esms.vn}" in text
     assert "SPEEDSMS_BASE_URL: ${SPEEDSMS_BASE_URL:https://api.speedsms.vn}" in text
-    yaml.safe_load(text)
+
+
+def test_config_file_reads_secrets_and_sender_verbatim(monkeypatch):
+    from nameko.cli.main import setup_yaml_parser
+
+    setup_yaml_parser()
+    defaults = yaml.safe_load(CONFIG.read_text())
+    assert defaults["MAIL_FROM"] == "Cổng Dịch vụ công <no-reply@dichvucong.localhost>"
+    assert defaults["SMS_PROVIDERS"] == "esms,speedsms" and defaults["SMTP_SECURITY"] == "none"
+    monkeypatch.setenv("SMTP_PASSWORD", "p#ss: {word}")
+    monkeypatch.setenv("MAIL_FROM", '"UBND Phường" <noreply@ubnd.gov.vn>')
+    monkeypatch.setenv("ESMS_API_KEY", "00123")
+    config = yaml.safe_load(CONFIG.read_text())
+    assert config["SMTP_PASSWORD"] == "p#ss: {word}"
+    assert config["MAIL_FROM"] == '"UBND Phường" <noreply@ubnd.gov.vn>'
+    assert config["ESMS_API_KEY"] == "00123"
 
 
 def test_nameko_run_starts_without_any_secret_and_says_what_is_disabled(rabbit_config, tmp_path):
