@@ -10,6 +10,7 @@ from payment import use_cases
 from payment.domain.model import AlreadyPaid, NoPaymentDue, PaymentNotFound
 from payment.gateways import GatewayUnavailable
 from payment.gateways.provider import Gateways
+from payment.reconciliation import reconcile_text
 from payment.schemas import (
     DossierCodeSchema,
     DossierStatusChangedSchema,
@@ -74,10 +75,6 @@ class PaymentService(health.HealthEndpoints):
     @rpc(expected_exceptions=EXPECTED)
     def reconcile(self, gateway, settlement_csv):
         request = load(ReconcileSchema(), {"gateway": gateway, "settlement_csv": settlement_csv})
-        try:
-            from payment.reconciliation import reconcile_text
-        except ImportError:
-            raise NotImplementedError("reconciliation is not available yet") from None
         return reconcile_text(self.db, request["gateway"], request["settlement_csv"])
 
     @reliable_event_handler("dossier", "dossier_status_changed")
