@@ -13,6 +13,7 @@ reports are consistent.
 """
 import csv
 import io
+import time
 import zlib
 from contextlib import contextmanager
 
@@ -21,10 +22,9 @@ import sqlalchemy as sa
 
 from payment.domain.model import ChargeStatus, decide_success
 from payment.orm import charges, payment_history, payments
-from payment.reconciliation.settlement import (
-    HEADER, check_header, date_ranges, parse_record, read_settlement, vn_date, vn_day_bounds,
-)
-from payment.reconciliation.tables import reconciliation_items, reconciliation_runs, staging_table
+from payment.reconciliation import postgres
+from payment.reconciliation.settlement import check_header, date_ranges, read_settlement, vn_date, vn_day_bounds
+from payment.reconciliation.tables import fix_table, reconciliation_items, reconciliation_runs, staging_table
 from portal_shared import outbox
 from portal_shared.errors import ValidationError
 from portal_shared.logs import get_logger
@@ -40,8 +40,7 @@ HISTORY_SOURCE = "reconciliation"
 LOCK_NAMESPACE = 7_300_101  # pg advisory lock (namespace, gateway): one run per gateway at a time
 FIX_CHUNK = 2_000
 INSERT_BATCH = 5_000
-COPY_CHUNK_ROWS = 4_000
-COPY_COLUMNS = ("line", "txn_ref", "gateway_txn_no", "amount", "status", "paid_at", "reason")
+WORK_MEM = "128MB"
 
 # (gateway status, local statuses) that agree and need no action
 AGREEING = {
@@ -79,18 +78,28 @@ def reconcile_lines(session, gateway, lines, source=None, now=None):
         reconciliation_runs.insert().values(gateway=gateway, source=(source or "")[:255] or None, started_at=now)
         .returning(reconciliation_runs.c.id)
     ).scalar_one()
-    staging = staging_table()
-    staging.create(connection)
+    staging = staging_table()  # on PostgreSQL created by the load (CREATE TEMP TABLE ... AS)
+    stats = _Stats()
+    if not is_pg:
+        staging.create(connection)
     try:
-        stats = _Stats()
+        steps = _Steps()
         if is_pg:
-            _load_in_postgresql(connection, staging, lines, stats)
+            _load_in_postgresql(connection, lines, stats)
         else:
             _insert_rows(connection, staging, stats.watch(read_settlement(lines)))
+        steps.done("load")
         _mark_duplicates(connection, staging)
-        fixed = _fix_pending(session, connection, staging, gateway, run_id, source, now)
+        steps.done("duplicates")
+        if is_pg:
+            fixed = _fix_pending_in_postgresql(session, connection, gateway, run_id, source, now)
+        else:
+            fixed = _fix_pending(session, connection, staging, gateway, run_id, source, now)
+        steps.done("fix")
         _record_file_findings(connection, staging, gateway, run_id)
+        steps.done("classify")
         _record_missing_at_gateway(connection, staging, gateway, run_id, stats.dates)
+        steps.done("missing_at_gateway")
     finally:
         if not is_pg:
             staging.drop(connection)
@@ -109,8 +118,21 @@ def reconcile_lines(session, gateway, lines, source=None, now=None):
     )
     log.info("reconciliation_done", run_id=run_id, gateway=gateway, rows=stats.rows, matched=matched, fixed=fixed, **{
         f"n_{name}": count for name, count in counts.items()
-    })
+    }, **steps.seconds)
     return run_id
+
+
+class _Steps:
+    """Seconds spent in each step of a run, for the log."""
+
+    def __init__(self):
+        self.seconds = {}
+        self._last = time.monotonic()
+
+    def done(self, name):
+        now = time.monotonic()
+        self.seconds[f"{name}_s"] = round(now - self._last, 2)
+        self._last = now
 
 
 class _Stats:
@@ -136,58 +158,15 @@ def _signed32(value):
     return value - (1 << 32) if value >= (1 << 31) else value
 
 
-def _csv_field(text):
-    return '"' + text.replace('"', '""') + '"'
-
-
-def _csv_chunks(rows):
-    """The rows as CSV text for ``COPY``, a few thousand lines per chunk.
-
-    References and statuses were validated to contain no separators or quotes,
-    so only the free-text reason needs quoting; an empty field is NULL.
-    """
-    lines = []
-    append = lines.append
-    for line, txn_ref, gateway_txn_no, amount, status, paid_at, reason in rows:
-        if reason is None:
-            append(f"{line},{txn_ref},{gateway_txn_no or ''},{amount},{status},{paid_at.isoformat() if paid_at else ''},\n")
-        else:
-            append(f"{line},{txn_ref or ''},,,,,{_csv_field(reason)}\n")
-        if len(lines) >= COPY_CHUNK_ROWS:
-            yield "".join(lines)
-            lines.clear()
-    if lines:
-        yield "".join(lines)
-
-
-class _ChunkReader:
-    """A file-like object over text chunks, for ``cursor.copy_expert``."""
-
-    def __init__(self, chunks):
-        self._chunks = chunks
-        self._pending = ""
-
-    def read(self, size=-1):
-        if not self._pending:
-            self._pending = next(self._chunks, "")
-        if size is None or size < 0 or len(self._pending) <= size:
-            text, self._pending = self._pending, ""
-        else:
-            text, self._pending = self._pending[:size], self._pending[size:]
-        return text
-
-    def readline(self, size=-1):  # pragma: no cover - psycopg2 only calls read()
-        return self.read(size)
-
-
-def _copy_rows(connection, rows):
+def _copy_into(connection):
+    """``copy(sql, reader)``: a ``COPY ... FROM STDIN`` on the session's own DBAPI connection."""
     dbapi_connection = connection.connection.dbapi_connection
-    with _without_green_wait(), dbapi_connection.cursor() as cursor:
-        cursor.copy_expert(
-            f"COPY recon_staging ({', '.join(COPY_COLUMNS)}) FROM STDIN WITH (FORMAT csv)",
-            _ChunkReader(_csv_chunks(rows)),
-            size=1 << 20,
-        )
+
+    def copy(sql, reader):
+        with _without_green_wait(), dbapi_connection.cursor() as cursor:
+            cursor.copy_expert(sql, reader, size=1 << 20)
+
+    return copy
 
 
 @contextmanager
@@ -196,8 +175,12 @@ def _without_green_wait():
 
     The COPY then blocks this OS thread (other green threads wait) for the
     seconds a large file takes to load; the rest of the run stays cooperative.
+    Without eventlet (the console command) there is no callback and this does nothing.
     """
     callback = psycopg2.extensions.get_wait_callback()
+    if callback is None:
+        yield
+        return
     psycopg2.extensions.set_wait_callback(None)
     try:
         yield
@@ -205,119 +188,25 @@ def _without_green_wait():
         psycopg2.extensions.set_wait_callback(callback)
 
 
-# --- PostgreSQL: the raw lines go in with COPY and are validated in SQL --------------------
+# --- PostgreSQL: the file streams in with COPY and is validated in SQL (see postgres.py) ----
 
-_REF = "^[A-Za-z0-9_.:/-]+$"  # and at most 64 characters, checked apart: bounded repeats are slow in PostgreSQL regexes
-_ISO = ("^[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\\.[0-9]{1,6})?)?)?"
-        "(Z|[+-]([01][0-9]|2[0-3])(:?[0-5][0-9])?)?$")
-_PARSE_RAW = f"""
-INSERT INTO recon_staging (line, txn_ref, gateway_txn_no, amount, status, paid_at, reason)
-SELECT line,
-       CASE WHEN ref_ok THEN ref END,
-       CASE WHEN reason IS NULL THEN NULLIF(gtn, '') END,
-       CASE WHEN reason IS NULL THEN amount::bigint END,
-       CASE WHEN reason IS NULL THEN status END,
-       CASE WHEN reason IS NULL AND paid <> '' THEN paid::timestamptz END,
-       reason
-FROM (
-  SELECT line, ref, ref_ok, gtn, amount, status, paid,
-    CASE
-      WHEN n <> 5 THEN 'expected 5 fields, found ' || n
-      WHEN ref = '' THEN 'missing txn_ref'
-      WHEN NOT ref_ok THEN 'invalid txn_ref ' || quote_literal(left(ref, 40))
-      WHEN gtn <> '' AND (length(gtn) > 64 OR gtn !~ '{_REF}') THEN 'invalid gateway_txn_no ' || quote_literal(left(gtn, 40))
-      WHEN length(amount) > 18 OR amount !~ '^[0-9]+$' THEN 'bad amount ' || quote_literal(left(amount, 40)) || ': expected a positive integer number of VND'
-      WHEN amount::bigint <= 0 THEN 'bad amount ' || quote_literal(left(amount, 40)) || ': expected a positive integer number of VND'
-      WHEN status NOT IN ('success', 'failed', 'refunded') THEN 'unknown status ' || quote_literal(left(status, 40)) || ': expected success, failed or refunded'
-      WHEN paid = '' AND status <> 'failed' THEN 'missing paid_at for a ' || status || ' row'
-      WHEN paid = '' THEN NULL
-      WHEN paid !~ '{_ISO}' THEN 'bad paid_at ' || quote_literal(left(paid, 40)) || ': expected ISO 8601'
-      WHEN substr(paid, 6, 2)::int NOT BETWEEN 1 AND 12 THEN 'bad paid_at ' || quote_literal(left(paid, 40)) || ': expected ISO 8601'
-      WHEN substr(paid, 9, 2)::int NOT BETWEEN 1 AND extract(day FROM make_date(substr(paid, 1, 4)::int, substr(paid, 6, 2)::int, 1) + interval '1 month' - interval '1 day')
-        THEN 'bad paid_at ' || quote_literal(left(paid, 40)) || ': expected ISO 8601'
-    END AS reason
-  FROM (
-    SELECT line, ref, ref <> '' AND length(ref) <= 64 AND ref ~ '{_REF}' AS ref_ok, n, gtn, amount, status, paid
-    FROM (
-    SELECT line, cardinality(f) AS n, btrim(f[1]) AS ref, btrim(f[2]) AS gtn, btrim(f[3]) AS amount,
-           lower(btrim(f[4])) AS status, btrim(f[5]) AS paid
-    FROM (SELECT line, string_to_array(raw, ',') AS f FROM recon_raw
-          WHERE raw IS NOT NULL AND btrim(raw) <> '' AND strpos(raw, '"') = 0 OFFSET 0) AS split
-    OFFSET 0
-    ) AS fields
-    OFFSET 0  -- evaluate each expression once per row, not once per reference
-  ) AS refs
-  OFFSET 0
-) AS checked
-"""
-
-
-def _load_in_postgresql(connection, staging, lines, stats):
-    """COPY the file's lines verbatim into a TEMP table, then validate and split them in SQL.
-
-    Python only checks the header and passes text through, so the load runs
-    at COPY speed. Lines with CSV quotes (rare in a normalised file) are
-    parsed by Python's csv module instead.
-    """
+def _load_in_postgresql(connection, lines, stats):
+    """Check the header, load the file into ``recon_staging`` and collect its Vietnam dates."""
     connection.execute(sa.text("SET LOCAL TimeZone = 'Asia/Ho_Chi_Minh'"))  # paid_at without offset: Vietnam time
-    connection.execute(sa.text(
-        "CREATE TEMP TABLE recon_raw (line bigint GENERATED ALWAYS AS IDENTITY (START WITH 2), raw text) ON COMMIT DROP"
-    ))
-    read = getattr(lines, "read", None)
-    if read is None:
-        lines = io.StringIO("".join(lines))
-        read = lines.read
+    connection.execute(sa.text(f"SET LOCAL work_mem = '{WORK_MEM}'"))  # the hash joins of a million rows stay in memory
+    if getattr(lines, "read", None) is None:
+        lines = io.StringIO("".join(lines), newline="")
     header = lines.readline()
-    check_header(next(csv.reader([header]), None))
-    dbapi_connection = connection.connection.dbapi_connection
-    with _without_green_wait(), dbapi_connection.cursor() as cursor:
-        # one field per line: delimiter and quote are control characters no settlement file holds
-        cursor.copy_expert(
-            "COPY recon_raw (raw) FROM STDIN WITH (FORMAT csv, DELIMITER E'\\x1f', QUOTE E'\\x1e')",
-            _ChunkReader(_raw_chunks(read)),
-            size=1 << 20,
-        )
-    connection.execute(sa.text(_PARSE_RAW))
-    quoted = connection.execute(sa.text("SELECT line, raw FROM recon_raw WHERE strpos(raw, '\"') > 0 ORDER BY line"))
-    batch = []
-    for line, raw in quoted:
-        record = next(csv.reader([raw]), [])
-        batch.append(parse_record(line, record)._asdict())
-    if batch:
-        connection.execute(staging.insert(), batch)
-    connection.execute(sa.text("ANALYZE recon_staging"))
-    stats.rows = connection.execute(sa.text("SELECT count(*) FROM recon_staging")).scalar_one()
+    try:
+        first = next(csv.reader([header]), None) if header else None
+    except csv.Error as exc:
+        raise ValidationError({"settlement_csv": [f"unreadable header: {exc}"]}) from None
+    check_header(first)
+    stats.rows = postgres.load(connection, _copy_into(connection), lines.read)
     stats.dates.update(connection.execute(sa.text(
         "SELECT DISTINCT (paid_at AT TIME ZONE 'Asia/Ho_Chi_Minh')::date FROM recon_staging"
         " WHERE reason IS NULL AND paid_at IS NOT NULL"
     )).scalars())
-
-
-def _raw_chunks(read, size=1 << 20):
-    """The rest of the file in large text chunks, made safe for a one-column CSV COPY."""
-    carry = ""
-    while True:
-        chunk = read(size)
-        if not chunk:
-            break
-        chunk = carry + chunk
-        cut = chunk.rfind("\n") + 1  # whole lines only, so line endings can be normalised
-        if cut == 0:
-            carry = chunk
-            continue
-        carry, chunk = chunk[cut:], chunk[:cut]
-        yield _sanitise(chunk)
-    if carry:
-        yield _sanitise(carry + "\n")
-
-
-def _sanitise(text):
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if "\x00" in text or "\x1e" in text or "\x1f" in text:
-        text = text.replace("\x00", "\ufffd").replace("\x1e", "\ufffd").replace("\x1f", "\ufffd")
-    if "\\." in text:  # a line "\." alone would end the COPY early
-        text = "\n".join("\\.?" if part == "\\." else part for part in text.split("\n"))
-    return text
 
 
 def _insert_rows(connection, staging, rows):
@@ -388,6 +277,52 @@ def _fix_pending(session, connection, staging, gateway, run_id, source, now):
             return total
         _record_fixes(session, connection, updated, found, run_id, source, now)
         total += len(updated)
+
+
+def _fix_pending_in_postgresql(session, connection, gateway, run_id, source, now):
+    """As ``_fix_pending``, but the join with the file runs once, into a small TEMP table of candidates.
+
+    Candidates are then taken a chunk at a time in id order: their payments are
+    locked, and only those still pending/expired (re-checked once locked) are updated.
+    """
+    connection.execute(sa.text(
+        "CREATE TEMP TABLE recon_fix ON COMMIT DROP AS"
+        " SELECT p.id, s.line, s.paid_at, s.gateway_txn_no"
+        " FROM recon_staging s JOIN payments p ON p.txn_ref = s.txn_ref"
+        " WHERE p.gateway = :gateway AND p.status IN :fixable AND s.reason IS NULL"
+        " AND s.status = 'success' AND s.amount = p.amount"
+    ).bindparams(sa.bindparam("fixable", expanding=True)), {"gateway": gateway, "fixable": list(FIXABLE)})
+    connection.execute(sa.text("CREATE UNIQUE INDEX ON recon_fix (id)"))
+    fix = fix_table()
+    next_ids = sa.select(fix.c.id).where(fix.c.id > sa.bindparam("after")).order_by(fix.c.id).limit(FIX_CHUNK)
+    total, after = 0, 0
+    while True:
+        ids = connection.execute(next_ids, {"after": after}).scalars().all()
+        if not ids:
+            return total
+        after = ids[-1]
+        # a concurrent IPN or run holding a row makes us wait, then re-check its status
+        found = {row.id: row for row in connection.execute(
+            sa.select(payments.c.id, payments.c.status, fix.c.line)
+            .join(fix, fix.c.id == payments.c.id)
+            .where(payments.c.id.in_(ids), payments.c.status.in_(FIXABLE))
+            .order_by(payments.c.id)
+            .with_for_update(of=payments)
+        )}
+        if not found:
+            continue
+        updated = connection.execute(
+            payments.update()
+            .where(payments.c.id.in_(list(found)), payments.c.status.in_(FIXABLE), fix.c.id == payments.c.id)
+            .values(status="succeeded", paid_at=fix.c.paid_at, gateway_txn_no=fix.c.gateway_txn_no, updated_at=now)
+            .returning(
+                payments.c.id, payments.c.txn_ref, payments.c.dossier_code, payments.c.amount, payments.c.gateway,
+                payments.c.gateway_txn_no, payments.c.paid_at,
+            )
+        ).all()
+        if updated:
+            _record_fixes(session, connection, updated, found, run_id, source, now)
+            total += len(updated)
 
 
 def _record_fixes(session, connection, updated, found, run_id, source, now):

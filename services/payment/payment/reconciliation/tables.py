@@ -67,3 +67,17 @@ def staging_table():
         prefixes=["TEMPORARY"],
         postgresql_on_commit="DROP",
     )
+
+
+def fix_table():
+    """The PostgreSQL run's candidates for a fix: payment id and the file's line, paid_at and gateway_txn_no."""
+    return sa.Table(
+        "recon_fix",
+        sa.MetaData(),
+        sa.Column("id", sa.BigInteger(), primary_key=True),
+        sa.Column("line", sa.BigInteger(), nullable=False),
+        sa.Column("paid_at", UtcDateTime(), nullable=True),
+        sa.Column("gateway_txn_no", sa.Text(), nullable=True),
+        prefixes=["TEMPORARY"],
+        postgresql_on_commit="DROP",
+    )
