@@ -96,10 +96,12 @@ def reconcile_lines(session, gateway, lines, source=None, now=None):
         else:
             fixed = _fix_pending(session, connection, staging, gateway, run_id, source, now)
         steps.done("fix")
-        _record_file_findings(connection, staging, gateway, run_id)
+        if is_pg:
+            _record_findings_in_postgresql(connection, staging, gateway, run_id, stats.dates)
+        else:
+            _record_file_findings(connection, staging, gateway, run_id)
+            _record_missing_at_gateway(connection, staging, gateway, run_id, stats.dates)
         steps.done("classify")
-        _record_missing_at_gateway(connection, staging, gateway, run_id, stats.dates)
-        steps.done("missing_at_gateway")
     finally:
         if not is_pg:
             staging.drop(connection)
@@ -397,7 +399,18 @@ def _settle_charges(connection, updated, now):
             paid.append({"b_code": payment.dossier_code, "b_txn_ref": payment.txn_ref})
         else:
             refund_reasons[payment.id] = decision.refund_reason
-    if paid:
+    if paid and connection.dialect.name == "postgresql":
+        # one statement for the whole chunk, not one round trip per charge
+        connection.execute(
+            sa.text(
+                "UPDATE charges SET status = :status, paid_txn_ref = v.txn_ref, updated_at = :now"
+                " FROM unnest(CAST(:codes AS text[]), CAST(:refs AS text[])) AS v(code, txn_ref)"
+                " WHERE charges.dossier_code = v.code"
+            ).bindparams(sa.bindparam("now", type_=charges.c.updated_at.type)),
+            {"status": ChargeStatus.paid.value, "now": now, "codes": [row["b_code"] for row in paid],
+             "refs": [row["b_txn_ref"] for row in paid]},
+        )
+    elif paid:
         connection.execute(
             charges.update().where(charges.c.dossier_code == sa.bindparam("b_code"))
             .values(status=ChargeStatus.paid.value, paid_txn_ref=sa.bindparam("b_txn_ref"), updated_at=now),
@@ -500,5 +513,76 @@ def _record_missing_at_gateway(connection, staging, gateway, run_id, dates):
         reconciliation_items.insert().from_select(
             ["run_id", "outcome", "txn_ref", "dossier_code", "gateway_txn_no", "local_status", "local_amount", "paid_at"],
             missing,
+        )
+    )
+
+
+def _record_findings_in_postgresql(connection, staging, gateway, run_id, dates):
+    """``_record_file_findings`` and ``_record_missing_at_gateway`` in one statement: one FULL JOIN.
+
+    The file's rows and the payments are hashed and compared once: a row of the
+    file is classified as above; a payment no row of the file names (valid or
+    not) is missing at the gateway when it is this gateway's, succeeded and
+    paid on one of the file's dates.
+    """
+    local = payments.alias("local")
+    fixed = reconciliation_items.alias("fixed")
+    agreeing = sa.or_(*(
+        sa.and_(staging.c.status == gateway_status, local.c.status.in_(local_statuses))
+        for gateway_status, local_statuses in AGREEING.items()
+    ))
+    in_file = staging.c.line.is_not(None)
+    outcome = sa.case(
+        (~in_file, "missing_at_gateway"),
+        (staging.c.reason.is_not(None), "malformed"),
+        (local.c.id.is_(None), "missing_locally"),
+        (local.c.gateway != gateway, "missing_locally"),
+        (staging.c.amount != local.c.amount, "amount_mismatch"),
+        (agreeing, "matched"),
+        else_="status_mismatch",
+    ).label("outcome")
+    reason = sa.case(
+        (staging.c.reason.is_not(None), staging.c.reason),
+        (sa.and_(in_file, local.c.id.is_not(None), local.c.gateway != gateway),
+         sa.literal("the local payment is on gateway ") + local.c.gateway),
+        else_=sa.null(),
+    ).label("reason")
+    if dates:
+        within = sa.or_(*(
+            sa.and_(local.c.paid_at >= start, local.c.paid_at < end)
+            for start, end in (vn_day_bounds(first, last) for first, last in date_ranges(dates))
+        ))
+        missing = sa.and_(~in_file, local.c.gateway == gateway, local.c.status == "succeeded", within)
+    else:
+        missing = sa.false()
+    classified = (
+        sa.select(
+            sa.literal(run_id).label("run_id"),
+            outcome,
+            staging.c.line,
+            sa.func.coalesce(staging.c.txn_ref, local.c.txn_ref).label("txn_ref"),
+            local.c.dossier_code,
+            sa.func.coalesce(staging.c.gateway_txn_no, local.c.gateway_txn_no).label("gateway_txn_no"),
+            local.c.status.label("local_status"),
+            staging.c.status.label("gateway_status"),
+            local.c.amount.label("local_amount"),
+            staging.c.amount.label("gateway_amount"),
+            sa.case((in_file, staging.c.paid_at), else_=local.c.paid_at).label("paid_at"),
+            reason,
+        )
+        .select_from(staging.outerjoin(local, local.c.txn_ref == staging.c.txn_ref, full=True))
+        .where(sa.or_(
+            sa.and_(in_file, ~sa.exists().where(
+                fixed.c.run_id == run_id, fixed.c.outcome == "fixed", fixed.c.line == staging.c.line)),
+            missing,
+        ))
+        .subquery()
+    )
+    columns = ["run_id", "outcome", "line", "txn_ref", "dossier_code", "gateway_txn_no", "local_status",
+               "gateway_status", "local_amount", "gateway_amount", "paid_at", "reason"]
+    connection.execute(
+        reconciliation_items.insert().from_select(
+            columns,
+            sa.select(*(classified.c[name] for name in columns)).where(classified.c.outcome != "matched"),
         )
     )
