@@ -150,7 +150,7 @@ def copy_chunks(read, counter, first_line=2, size=READ_CHUNK):
             if cut == 0:
                 carry = chunk
                 continue
-            carry, chunk = chunk[cut:], chunk[:cut - 1]
+            carry, chunk = chunk[cut:], chunk[:cut - 2 if chunk[cut - 2:cut] == "\r\n" else cut - 1]
         elif carry:
             chunk, carry = carry, ""
         else:
