@@ -1,17 +1,19 @@
 """The PostgreSQL path of reconciliation: stream the file in with COPY, validate and match in SQL.
 
 Python reads the file once, in large text chunks, splits it into physical
-lines and numbers them. A chunk whose lines are all plain (ASCII, no quotes or
-whitespace, exactly five comma-separated fields) goes to ``COPY`` as it is,
-each line prefixed with its number: no per-line parsing at all. Any other line
-(quotes, spaces around fields, the wrong number of fields, a blank line) is
-read by the ``csv`` module on its own, its fields stripped; one with the wrong
-number of fields is reported malformed straight away (it still goes into the
-table, with its reason, so that its ``txn_ref`` counts as listed in the file).
+lines and numbers them. A chunk whose lines are all clean (the common
+well-formed shape, confirmed by one regex over the chunk) goes to ``COPY`` as
+it is, each line prefixed with its number, straight into the typed staging
+table that matching uses: PostgreSQL casts the fields while it copies, and no
+second pass rewrites the million rows. Any other line (quotes, spaces around
+fields, the wrong number of fields, an odd date, a blank line) is read on its
+own (by the ``csv`` module when it needs it), its fields stripped, and goes in
+``unchecked`` with its amount and paid_at as text; one with the wrong number
+of fields is reported malformed straight away (it still goes into the table,
+with its reason, so that its ``txn_ref`` counts as listed in the file).
 
-One ``CREATE TEMP TABLE ... AS SELECT`` then validates every field with cheap
-predicates and casts them under ``CASE`` into the typed staging table that
-matching uses; the raw table is dropped at once.
+One ``UPDATE`` then validates the unchecked rows only, with cheap predicates,
+and casts them under ``CASE`` (or gives them their reason).
 """
 import csv
 import io
@@ -25,8 +27,9 @@ from portal_shared.logs import get_logger
 log = get_logger(__name__)
 
 READ_CHUNK = 1 << 20  # characters read from the file at a time
-RAW_COLUMNS = ("line", "txn_ref", "gateway_txn_no", "amount", "status", "paid_at", "reason", "clean")
-TEXT_COLUMNS = RAW_COLUMNS[1:6]
+# the typed staging table matching uses, plus the raw text of the fields of an "unchecked" line
+STAGING_COLUMNS = ("line", "txn_ref", "gateway_txn_no", "amount", "status", "paid_at", "reason",
+                   "raw_amount", "raw_paid_at", "unchecked")
 
 # A line in the common, well-formed shape needs no check in SQL: Python's regex engine confirms
 # a whole chunk of such lines at C speed (~0.5 s per million), where PostgreSQL's regexes would
@@ -42,14 +45,12 @@ _CLEAN_LINES = re.compile(rf"(?:{_CLEAN}\n)*")
 # a chunk (or a line) with none of these characters needs no CSV parsing nor stripping
 _NEEDS_CSV = re.compile(r'["\s\x1c-\x1f]')
 
-_CREATE_RAW = (
-    "CREATE TEMP TABLE recon_raw (line bigint, txn_ref text, gateway_txn_no text, amount text, status text,"
-    " paid_at text, reason text, clean boolean) ON COMMIT DROP"
+_CREATE_STAGING = (
+    "CREATE TEMP TABLE recon_staging (line bigint, txn_ref text, gateway_txn_no text, amount bigint, status text,"
+    " paid_at timestamptz, reason text, raw_amount text, raw_paid_at text, unchecked boolean) ON COMMIT DROP"
 )
-_COPY_RAW = (
-    f"COPY recon_raw ({', '.join(RAW_COLUMNS)}) FROM STDIN"
-    f" WITH (FORMAT csv, FORCE_NOT_NULL ({', '.join(TEXT_COLUMNS)}))"
-)
+# an empty unquoted field is NULL: a clean line's empty gateway_txn_no / paid_at, every raw_* of a clean line
+_COPY_STAGING = f"COPY recon_staging ({', '.join(STAGING_COLUMNS)}) FROM STDIN WITH (FORMAT csv)"
 
 _REF = "^[A-Za-z0-9_.:/-]+$"  # and at most 64 characters, checked apart: bounded repeats are slow in PostgreSQL regexes
 _ISO = ("^[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\\.[0-9]{1,6})?)?)?"
@@ -58,25 +59,21 @@ _C = 'COLLATE "C"'  # byte-wise comparison of digits
 _BAD_PAID = "'bad paid_at ' || quote_literal(left(paid, 40)) || ': expected ISO 8601'"
 _BAD_AMOUNT = "'bad amount ' || quote_literal(left(amount, 40)) || ': expected a positive integer number of VND'"
 
-# The same checks, in the same order, as settlement.parse_record (the SQLite path). Each level
-# is fenced with OFFSET 0 so that PostgreSQL computes each expression once per row instead of
-# copying it into every place the level above refers to it.
+# The same checks, in the same order, as settlement.parse_record (the SQLite path), for the lines
+# Python could not vouch for (``unchecked``): each is updated in place to its typed values, or to
+# NULLs and its reason. Each level is fenced with OFFSET 0 so that PostgreSQL computes each
+# expression once per row instead of copying it into every place the level above refers to it.
 _VALIDATE = f"""
-CREATE TEMP TABLE recon_staging ON COMMIT DROP AS
-SELECT line, txn_ref, NULLIF(gateway_txn_no, '') AS gateway_txn_no, amount::bigint AS amount, status,
-       CASE WHEN paid_at <> '' THEN paid_at::timestamptz END AS paid_at, NULL::text AS reason
-FROM recon_raw
-WHERE clean
-UNION ALL
-SELECT line,
-       CASE WHEN ref_ok THEN ref END AS txn_ref,
-       CASE WHEN reason IS NULL THEN NULLIF(gtn, '') END AS gateway_txn_no,
-       CASE WHEN reason IS NULL THEN amount::bigint END AS amount,
-       CASE WHEN reason IS NULL THEN status END AS status,
-       CASE WHEN reason IS NULL AND paid <> '' THEN paid::timestamptz END AS paid_at,
-       reason
+UPDATE recon_staging AS s
+SET txn_ref = CASE WHEN c.ref_ok THEN c.ref END,
+    gateway_txn_no = CASE WHEN c.reason IS NULL THEN NULLIF(c.gtn, '') END,
+    amount = CASE WHEN c.reason IS NULL THEN c.amount::bigint END,
+    status = CASE WHEN c.reason IS NULL THEN c.status END,
+    paid_at = CASE WHEN c.reason IS NULL AND c.paid <> '' THEN c.paid::timestamptz END,
+    reason = c.reason,
+    unchecked = NULL
 FROM (
-  SELECT line, ref, ref_ok, gtn, amount, status, paid,
+  SELECT row_id, ref, ref_ok, gtn, amount, status, paid,
     CASE
       WHEN reason IS NOT NULL THEN reason
       WHEN ref = '' THEN 'missing txn_ref'
@@ -95,15 +92,20 @@ FROM (
         THEN {_BAD_PAID}
     END AS reason
   FROM (
-    SELECT line, reason, txn_ref AS ref, gateway_txn_no AS gtn, amount, paid_at AS paid,
-           txn_ref <> '' AND length(txn_ref) <= 64 AND txn_ref ~ '{_REF}' AS ref_ok,
-           lower(status) AS status
-    FROM recon_raw
-    WHERE clean IS NOT TRUE
+    SELECT tid AS row_id, reason, ref, gtn, amount, paid,
+           ref <> '' AND length(ref) <= 64 AND ref ~ '{_REF}' AS ref_ok, status
+    FROM (
+      SELECT ctid AS tid, reason, coalesce(txn_ref, '') AS ref, coalesce(gateway_txn_no, '') AS gtn,
+             coalesce(raw_amount, '') AS amount, coalesce(raw_paid_at, '') AS paid, lower(coalesce(status, '')) AS status
+      FROM recon_staging
+      WHERE unchecked
+      OFFSET 0
+    ) AS raw
     OFFSET 0
   ) AS fields
   OFFSET 0
-) AS checked
+) AS c
+WHERE s.ctid = c.row_id
 """
 
 
@@ -128,14 +130,15 @@ class ChunkReader:
 
 
 class LineCounter:
-    """How many data lines (blank ones aside) went into the table."""
+    """How many data lines (blank ones aside) went into the table, and how many of them SQL must check."""
 
     def __init__(self):
         self.rows = 0
+        self.unchecked = 0
 
 
 def copy_chunks(read, counter, first_line=2, size=READ_CHUNK):
-    """The rest of the file (its header already read) as CSV text for ``COPY recon_raw``.
+    """The rest of the file (its header already read) as CSV text for ``COPY recon_staging``.
 
     Lines end at ``\\n``, ``\\r\\n`` or ``\\r`` and are numbered like the csv module
     numbers them; NUL characters (which PostgreSQL text cannot hold) become U+FFFD.
@@ -162,40 +165,50 @@ def copy_chunks(read, counter, first_line=2, size=READ_CHUNK):
         lines = chunk.split("\n")
         if _CLEAN_LINES.fullmatch(chunk + "\n"):
             counter.rows += len(lines)
-            yield "".join([f"{n},{line},,t\n" for n, line in enumerate(lines, number)])
+            yield "".join([f"{n},{line},,,,\n" for n, line in enumerate(lines, number)])
         else:
             yield _mixed_lines(lines, number, counter)
         number += len(lines)
 
 
 def _mixed_lines(lines, number, counter):
-    """CSV text for lines of which some need the csv module."""
+    """CSV text for lines of which some need the csv module.
+
+    A clean line goes in typed, as in ``copy_chunks``; any other line goes in
+    ``unchecked``, its amount and paid_at as text in ``raw_amount`` and
+    ``raw_paid_at`` (empty fields become NULL), for ``_VALIDATE``.
+    """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     parts = []
     for n, line in enumerate(lines, number):
         if _CLEAN_LINE.fullmatch(line):
             counter.rows += 1
-            parts.append(f"{n},{line},,t\n")
+            parts.append(f"{n},{line},,,,\n")
             continue
         if line.isascii() and not _NEEDS_CSV.search(line) and line.count(",") == 4:
             counter.rows += 1
-            parts.append(f"{n},{line},,\n")
+            counter.unchecked += 1
+            ref, gtn, amount, status, paid = line.split(",")
+            parts.append(f"{n},{ref},{gtn},,{status},,,{amount},{paid},t\n")
             continue
         try:
             record = next(csv.reader([line]), [])
         except csv.Error as exc:
             counter.rows += 1
-            writer.writerow((n, "", "", "", "", "", f"unreadable CSV: {exc}", ""))
+            counter.unchecked += 1
+            writer.writerow((n, "", "", "", "", "", f"unreadable CSV: {exc}", "", "", "t"))
         else:
             if not record or (len(record) == 1 and not record[0].strip()):
                 continue  # a blank line
             counter.rows += 1
+            counter.unchecked += 1
             fields = [field.strip() for field in record]
             if len(fields) == 5:
-                writer.writerow((n, *fields, "", ""))
+                ref, gtn, amount, status, paid = fields
+                writer.writerow((n, ref, gtn, "", status, "", "", amount, paid, "t"))
             else:
-                writer.writerow((n, fields[0], "", "", "", "", f"expected 5 fields, found {len(fields)}", ""))
+                writer.writerow((n, fields[0], "", "", "", "", f"expected 5 fields, found {len(fields)}", "", "", "t"))
         parts.append(out.getvalue())
         out.seek(0)
         out.truncate()
@@ -208,13 +221,13 @@ def load(connection, dbapi_copy, read):
     ``dbapi_copy(sql, reader)`` runs a ``COPY ... FROM STDIN`` on the connection.
     """
     started = time.monotonic()
-    connection.execute(sa.text(_CREATE_RAW))
+    connection.execute(sa.text(_CREATE_STAGING))
     counter = LineCounter()
-    dbapi_copy(_COPY_RAW, ChunkReader(copy_chunks(read, counter)))
+    dbapi_copy(_COPY_STAGING, ChunkReader(copy_chunks(read, counter)))
     copied = time.monotonic()
-    connection.execute(sa.text(_VALIDATE))
-    connection.execute(sa.text("DROP TABLE recon_raw"))
+    if counter.unchecked:
+        connection.execute(sa.text(_VALIDATE))
     connection.execute(sa.text("ANALYZE recon_staging"))
-    log.info("reconciliation_loaded", rows=counter.rows, copy_s=round(copied - started, 2),
-             validate_s=round(time.monotonic() - copied, 2))
+    log.info("reconciliation_loaded", rows=counter.rows, unchecked=counter.unchecked,
+             copy_s=round(copied - started, 2), validate_s=round(time.monotonic() - copied, 2))
     return counter.rows
