@@ -101,6 +101,15 @@ class UnitOfWork:
         if session.info.pop(outbox.PENDING_FLAG, False) and self._relay is not None:
             self._relay.wake()
 
+    @contextmanager
+    def read(self):
+        """A read-only block: its transaction ends when the block does, so no
+        snapshot or lock outlives the read in a long-lived worker session."""
+        try:
+            yield self.session
+        finally:
+            self.session.rollback()
+
     def close(self):
         if self._session is not None:
             self._session.close()

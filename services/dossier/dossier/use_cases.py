@@ -66,8 +66,8 @@ def submit_dossier(uow, catalogue, request, call_id_stack=None, now=None):
 
 
 def get_dossier(uow, code):
-    dossier, _ = DossierRepository(uow.session).get(code)
-    uow.session.rollback()
+    with uow.read() as session:
+        dossier, _ = DossierRepository(session).get(code)
     if dossier is None:
         raise DossierNotFound(f"no dossier {code!r}")
     return dossier
@@ -105,15 +105,15 @@ def record_payment(uow, inbox_consumer, event, call_id_stack=None, now=None):
 
 
 def list_dossiers(uow, request):
-    dossiers, total = DossierRepository(uow.session).list(**request)
-    uow.session.rollback()
+    with uow.read() as session:
+        dossiers, total = DossierRepository(session).list(**request)
     return dossiers, total
 
 
 def dossier_stats(uow, request, now=None):
     now = now or utcnow()
-    by_status, on_time, late, overdue_open = dossier_statistics(uow.session, now, **request)
-    uow.session.rollback()
+    with uow.read() as session:
+        by_status, on_time, late, overdue_open = dossier_statistics(session, now, **request)
     return {
         "by_status": {status.value: by_status.get(status.value, 0) for status in Status},
         "finished": on_time + late,

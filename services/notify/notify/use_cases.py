@@ -220,8 +220,8 @@ def claim_one(uow, notification_id, settings, now=None):
 
 def attempt(uow, channels, notification_id, settings, now=None):
     """Send a claimed notification through its channel and record the outcome. Returns the row."""
-    row = _load(uow.session, notification_id)
-    uow.session.rollback()
+    with uow.read() as session:
+        row = _load(session, notification_id)
     message = Message(row.id, row.channel, row.recipient, row.subject, row.body, row.html_body)
     sender = channels.get(row.channel)
     try:
@@ -267,20 +267,20 @@ def _load(session, notification_id, lock=False):
 
 
 def get_notification(uow, notification_id):
-    row = _load(uow.session, notification_id)
-    uow.session.rollback()
+    with uow.read() as session:
+        row = _load(session, notification_id)
     if row is None:
         raise NotificationNotFound(f"no notification {notification_id!r}")
     return row
 
 
 def list_notifications(uow, reference):
-    rows = uow.session.execute(
-        sa.select(NotificationRow).where(NotificationRow.reference == reference)
-        .order_by(NotificationRow.created_at, NotificationRow.channel)
-        .execution_options(populate_existing=True)
-    ).scalars().all()
-    uow.session.rollback()
+    with uow.read() as session:
+        rows = session.execute(
+            sa.select(NotificationRow).where(NotificationRow.reference == reference)
+            .order_by(NotificationRow.created_at, NotificationRow.channel)
+            .execution_options(populate_existing=True)
+        ).scalars().all()
     return rows
 
 

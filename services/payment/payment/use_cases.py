@@ -284,11 +284,11 @@ def settle_pending(uow, settings, call_id_stack=None, now=None, batch=200):
     Each payment is taken with ``FOR UPDATE SKIP LOCKED``, so several processes
     share the work and an IPN arriving meanwhile waits, then finds it settled.
     """
-    ids = uow.session.execute(
-        sa.select(payments.c.id).where(payments.c.status == Status.pending.value)
-        .order_by(payments.c.id).limit(batch)
-    ).scalars().all()
-    uow.session.rollback()
+    with uow.read() as session:
+        ids = session.execute(
+            sa.select(payments.c.id).where(payments.c.status == Status.pending.value)
+            .order_by(payments.c.id).limit(batch)
+        ).scalars().all()
     to_refund = []
     for payment_id in ids:
         try:
@@ -333,11 +333,11 @@ def _settle_one(uow, settings, payment_id, call_id_stack, now):
 
 
 def refunds_due(uow, batch=200):
-    txn_refs = uow.session.execute(
-        sa.select(payments.c.txn_ref).where(payments.c.status == Status.refund_pending.value)
-        .order_by(payments.c.id).limit(batch)
-    ).scalars().all()
-    uow.session.rollback()
+    with uow.read() as session:
+        txn_refs = session.execute(
+            sa.select(payments.c.txn_ref).where(payments.c.status == Status.refund_pending.value)
+            .order_by(payments.c.id).limit(batch)
+        ).scalars().all()
     return txn_refs
 
 
@@ -379,24 +379,24 @@ def refund_payment(uow, settings, txn_ref, call_id_stack=None, now=None):
 
 
 def get_payment(uow, txn_ref):
-    row = uow.session.execute(sa.select(payments).where(payments.c.txn_ref == txn_ref)).mappings().first()
-    uow.session.rollback()
+    with uow.read() as session:
+        row = session.execute(sa.select(payments).where(payments.c.txn_ref == txn_ref)).mappings().first()
     if row is None:
         raise PaymentNotFound(f"no payment {txn_ref!r}")
     return row
 
 
 def list_payments(uow, dossier_code):
-    rows = uow.session.execute(
-        sa.select(payments).where(payments.c.dossier_code == dossier_code).order_by(payments.c.id)
-    ).mappings().all()
-    uow.session.rollback()
+    with uow.read() as session:
+        rows = session.execute(
+            sa.select(payments).where(payments.c.dossier_code == dossier_code).order_by(payments.c.id)
+        ).mappings().all()
     return rows
 
 
 def payment_history_of(uow, txn_ref):
-    rows = uow.session.execute(
-        sa.select(payment_history).where(payment_history.c.txn_ref == txn_ref).order_by(payment_history.c.id)
-    ).mappings().all()
-    uow.session.rollback()
+    with uow.read() as session:
+        rows = session.execute(
+            sa.select(payment_history).where(payment_history.c.txn_ref == txn_ref).order_by(payment_history.c.id)
+        ).mappings().all()
     return rows
