@@ -61,51 +61,52 @@ _BAD_AMOUNT = "'bad amount ' || quote_literal(left(amount, 40)) || ': expected a
 
 # The same checks, in the same order, as settlement.parse_record (the SQLite path), for the lines
 # Python could not vouch for (``unchecked``): each is updated in place to its typed values, or to
-# NULLs and its reason. Each level is fenced with OFFSET 0 so that PostgreSQL computes each
+# NULLs and its reason, in one scan. Each level is fenced with OFFSET 0 so that PostgreSQL computes each
 # expression once per row instead of copying it into every place the level above refers to it.
 _VALIDATE = f"""
 UPDATE recon_staging AS s
-SET txn_ref = CASE WHEN c.ref_ok THEN c.ref END,
-    gateway_txn_no = CASE WHEN c.reason IS NULL THEN NULLIF(c.gtn, '') END,
-    amount = CASE WHEN c.reason IS NULL THEN c.amount::bigint END,
-    status = CASE WHEN c.reason IS NULL THEN c.status END,
-    paid_at = CASE WHEN c.reason IS NULL AND c.paid <> '' THEN c.paid::timestamptz END,
-    reason = c.reason,
-    unchecked = NULL
-FROM (
-  SELECT row_id, ref, ref_ok, gtn, amount, status, paid,
-    CASE
-      WHEN reason IS NOT NULL THEN reason
-      WHEN ref = '' THEN 'missing txn_ref'
-      WHEN NOT ref_ok THEN 'invalid txn_ref ' || quote_literal(left(ref, 40))
-      WHEN gtn <> '' AND (length(gtn) > 64 OR gtn !~ '{_REF}') THEN 'invalid gateway_txn_no ' || quote_literal(left(gtn, 40))
-      WHEN amount = '' OR length(amount) > 18 OR translate(amount, '0123456789', '') <> '' THEN {_BAD_AMOUNT}
-      WHEN amount::bigint <= 0 THEN {_BAD_AMOUNT}
-      WHEN status NOT IN ('success', 'failed', 'refunded') THEN 'unknown status ' || quote_literal(left(status, 40)) || ': expected success, failed or refunded'
-      WHEN paid = '' AND status <> 'failed' THEN 'missing paid_at for a ' || status || ' row'
-      WHEN paid = '' THEN NULL
-      WHEN paid !~ '{_ISO}' THEN {_BAD_PAID}
-      WHEN substr(paid, 6, 2) {_C} NOT BETWEEN '01' AND '12' THEN {_BAD_PAID}
-      WHEN substr(paid, 9, 2) {_C} NOT BETWEEN '01' AND '31' THEN {_BAD_PAID}
-      WHEN substr(paid, 9, 2) {_C} > '28' AND substr(paid, 9, 2)::int > extract(day FROM
-             make_date(substr(paid, 1, 4)::int, substr(paid, 6, 2)::int, 1) + interval '1 month' - interval '1 day')
-        THEN {_BAD_PAID}
-    END AS reason
+SET (txn_ref, gateway_txn_no, amount, status, paid_at, reason, unchecked) = (
+  SELECT CASE WHEN ref_ok THEN ref END,
+         CASE WHEN reason IS NULL THEN NULLIF(gtn, '') END,
+         CASE WHEN reason IS NULL THEN amount::bigint END,
+         CASE WHEN reason IS NULL THEN status END,
+         CASE WHEN reason IS NULL AND paid <> '' THEN paid::timestamptz END,
+         reason,
+         NULL::boolean
   FROM (
-    SELECT tid AS row_id, reason, ref, gtn, amount, paid,
-           ref <> '' AND length(ref) <= 64 AND ref ~ '{_REF}' AS ref_ok, status
+    SELECT ref, ref_ok, gtn, amount, status, paid,
+      CASE
+        WHEN reason IS NOT NULL THEN reason
+        WHEN ref = '' THEN 'missing txn_ref'
+        WHEN NOT ref_ok THEN 'invalid txn_ref ' || quote_literal(left(ref, 40))
+        WHEN gtn <> '' AND (length(gtn) > 64 OR gtn !~ '{_REF}') THEN 'invalid gateway_txn_no ' || quote_literal(left(gtn, 40))
+        WHEN amount = '' OR length(amount) > 18 OR translate(amount, '0123456789', '') <> '' THEN {_BAD_AMOUNT}
+        WHEN amount::bigint <= 0 THEN {_BAD_AMOUNT}
+        WHEN status NOT IN ('success', 'failed', 'refunded') THEN 'unknown status ' || quote_literal(left(status, 40)) || ': expected success, failed or refunded'
+        WHEN paid = '' AND status <> 'failed' THEN 'missing paid_at for a ' || status || ' row'
+        WHEN paid = '' THEN NULL
+        WHEN paid !~ '{_ISO}' THEN {_BAD_PAID}
+        WHEN substr(paid, 6, 2) {_C} NOT BETWEEN '01' AND '12' THEN {_BAD_PAID}
+        WHEN substr(paid, 9, 2) {_C} NOT BETWEEN '01' AND '31' THEN {_BAD_PAID}
+        WHEN substr(paid, 9, 2) {_C} > '28' AND substr(paid, 9, 2)::int > extract(day FROM
+               make_date(substr(paid, 1, 4)::int, substr(paid, 6, 2)::int, 1) + interval '1 month' - interval '1 day')
+          THEN {_BAD_PAID}
+      END AS reason
     FROM (
-      SELECT ctid AS tid, reason, coalesce(txn_ref, '') AS ref, coalesce(gateway_txn_no, '') AS gtn,
-             coalesce(raw_amount, '') AS amount, coalesce(raw_paid_at, '') AS paid, lower(coalesce(status, '')) AS status
-      FROM recon_staging
-      WHERE unchecked
+      SELECT reason, ref, gtn, amount, paid, status,
+             ref <> '' AND length(ref) <= 64 AND ref ~ '{_REF}' AS ref_ok
+      FROM (
+        SELECT s.reason AS reason, coalesce(s.txn_ref, '') AS ref, coalesce(s.gateway_txn_no, '') AS gtn,
+               coalesce(s.raw_amount, '') AS amount, coalesce(s.raw_paid_at, '') AS paid,
+               lower(coalesce(s.status, '')) AS status
+        OFFSET 0
+      ) AS raw
       OFFSET 0
-    ) AS raw
+    ) AS fields
     OFFSET 0
-  ) AS fields
-  OFFSET 0
-) AS c
-WHERE s.ctid = c.row_id
+  ) AS checked
+)
+WHERE s.unchecked
 """
 
 
