@@ -147,6 +147,7 @@ class Database(DependencyProvider):
                 amqp_uri=config["AMQP_URI"],
                 service_name=self.container.service_name,
                 sweep_seconds=get_float(config, "OUTBOX_SWEEP_SECONDS", 1.0),
+                retention_hours=get_float(config, "OUTBOX_RETENTION_HOURS", 168.0),
             )
 
     def start(self):

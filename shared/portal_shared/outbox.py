@@ -16,6 +16,7 @@ commit order.
 import threading
 import time
 import uuid
+from datetime import timedelta
 
 import sqlalchemy as sa
 from nameko.amqp.publish import Publisher
@@ -60,11 +61,15 @@ class OutboxRelay:
     batch_size = 500
     max_backoff_seconds = 5.0
 
-    def __init__(self, engine, amqp_uri, service_name, sweep_seconds=1.0):
+    prune_every_seconds = 600.0
+
+    def __init__(self, engine, amqp_uri, service_name, sweep_seconds=1.0, retention_hours=168.0):
         self.engine = engine
         self.amqp_uri = amqp_uri
         self.service_name = service_name
         self.sweep_seconds = sweep_seconds
+        self.retention = timedelta(hours=retention_hours)
+        self._next_prune = 0.0
         self.exchange = get_event_exchange(service_name, {})
         self._wake = threading.Event()
         self._running = False
@@ -89,6 +94,9 @@ class OutboxRelay:
             try:
                 self.flush()
                 failures = 0
+                if time.monotonic() >= self._next_prune:
+                    self.prune()
+                    self._next_prune = time.monotonic() + self.prune_every_seconds
             except Exception as exc:  # broker or database away: keep rows, retry later
                 failures = min(failures + 1, 5)
                 log.warning("outbox_relay_failed", error=str(exc), retry_in_s=self._delay(failures))
@@ -164,6 +172,21 @@ class OutboxRelay:
         finally:
             if not is_pg:
                 self._local_lock.release()
+
+    def prune(self, now=None):
+        """Delete rows published longer ago than the retention; return how many.
+
+        Published rows are kept a while for audit and replays; without this the
+        table would grow by one row per event forever.
+        """
+        cutoff = (now or utcnow()) - self.retention
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                outbox_table.delete().where(outbox_table.c.published_at.is_not(None), outbox_table.c.published_at < cutoff)
+            )
+        if result.rowcount:
+            log.info("outbox_pruned", rows=result.rowcount, older_than=isoformat(cutoff))
+        return result.rowcount
 
     def pending_count(self):
         with self.engine.connect() as connection:
