@@ -1,11 +1,9 @@
 """The outbox relay on its own: publish order, confirms, pruning."""
-from datetime import timedelta
-
 import json
+from datetime import timedelta
 
 import sqlalchemy as sa
 from kombu import Connection, Exchange, Queue
-
 from sqlalchemy.orm import Session
 
 from portal_shared.outbox import OutboxRelay, new_event, record_event
