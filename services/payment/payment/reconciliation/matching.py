@@ -19,19 +19,20 @@ from contextlib import contextmanager
 
 import psycopg2.extensions
 import sqlalchemy as sa
+import structlog
 
 from payment.domain.model import ChargeStatus, decide_success
 from payment.orm import charges, payment_history, payments
 from payment.reconciliation import postgres
 from payment.reconciliation.settlement import check_header, date_ranges, read_settlement, vn_date, vn_day_bounds
 from payment.reconciliation.tables import fix_table, reconciliation_items, reconciliation_runs, staging_table
-from portal_shared import outbox
 from portal_shared.errors import ValidationError
-from portal_shared.logs import get_logger
 from portal_shared.schema import outbox_table
 from portal_shared.timeutil import isoformat, utcnow
 
-log = get_logger(__name__)
+# structlog directly (what portal_shared.logs.get_logger returns), and the outbox module only
+# when a payment is fixed: the console command starts without Nameko and eventlet
+log = structlog.get_logger(__name__)
 
 GATEWAYS = ("vnpay", "momo")
 FIXABLE = ("pending", "expired")
@@ -338,6 +339,8 @@ def _record_fixes(session, connection, updated, found, run_id, source, now):
     already paid by another payment or gone, in which case this payment moves on
     to refund_pending (the service's refund loop returns the money).
     """
+    from portal_shared import outbox
+
     build_payload = _payload_builder()
     refund_reasons = _settle_charges(connection, updated, now)
     history, events, items, refunds = [], [], [], []
@@ -429,12 +432,16 @@ def _payload_builder():
         from payment.use_cases import payment_succeeded_payload
     except ImportError:
         return succeeded_payload
-    return lambda payment: outbox.new_event(**payment_succeeded_payload(payment))
+    from portal_shared.outbox import new_event
+
+    return lambda payment: new_event(**payment_succeeded_payload(payment))
 
 
 def succeeded_payload(payment):
     """The contract's ``payment_succeeded`` payload for a payments row."""
-    return outbox.new_event(
+    from portal_shared.outbox import new_event
+
+    return new_event(
         txn_ref=payment.txn_ref,
         dossier_code=payment.dossier_code,
         amount=payment.amount,

@@ -21,10 +21,9 @@ import re
 import time
 
 import sqlalchemy as sa
+import structlog
 
-from portal_shared.logs import get_logger
-
-log = get_logger(__name__)
+log = structlog.get_logger(__name__)  # as portal_shared.logs.get_logger, without importing Nameko
 
 READ_CHUNK = 1 << 20  # characters read from the file at a time
 # the typed staging table matching uses, plus the raw text of the fields of an "unchecked" line
