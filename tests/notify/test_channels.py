@@ -62,7 +62,7 @@ def test_one_temporary_error_is_retried_on_the_same_provider(router, esms, speed
     assert outcome.provider == "esms" and len(esms.delivered) == 1 and speedsms.requests == []
 
 
-@pytest.mark.parametrize("code", ["101", "104", "146", "http_401"])
+@pytest.mark.parametrize("code", ["101", "104", "146"])
 def test_permanent_errors_fail_over_at_once_and_cool_the_provider_down(router, esms, speedsms, code):
     esms.script(code)
     assert router.send(sms("a")).provider == "speedsms"
@@ -72,6 +72,19 @@ def test_permanent_errors_fail_over_at_once_and_cool_the_provider_down(router, e
     assert len(esms.requests) == 1
     router.clock = lambda real=router.clock: real() + 1.0  # cool-down (0.5 s) over
     assert router.send(sms("c")).provider == "esms"
+
+
+@pytest.mark.parametrize("failure", ["http_400", "http_401", "http_429"])
+def test_esms_http_errors_are_temporary_and_retried_on_esms(router, esms, speedsms, failure):
+    esms.script(failure)
+    outcome = router.send(sms())
+    assert outcome.status == Status.SENT and outcome.provider == "esms"
+    assert len(esms.requests) == 2 and speedsms.requests == [] and not router.cooling("esms")
+
+
+def test_sms_providers_are_named_in_any_case(provider_config, esms, speedsms):
+    assert [c.name for c in clients_from_config({**provider_config, "SMS_PROVIDERS": "SpeedSMS, ESMS"})] == [
+        "speedsms", "esms"]
 
 
 def test_repeated_temporary_errors_cool_a_provider_down(provider_config, esms, speedsms):

@@ -221,6 +221,8 @@ def test_rpc_send_and_get_notifications(notify_container, notify_config, esms, s
             (("email", "not-an-address", "processed", {"dossier_code": "X"}, "X"), "recipient"),
             (("sms", "0987654321", "birthday", {"dossier_code": "X"}, "X"), "template"),
             (("sms", "0987654321", "processed", {}, "X"), "params"),
+            (("sms", "0987654321", "payment_requested", {"dossier_code": "X"}, "X"), "fee_amount"),
+            (("email", "an@example.vn", "payment_succeeded", {"dossier_code": "X"}, "X"), "amount"),
         ]
         for args, field in bad:
             with pytest.raises(RemoteError) as error:

@@ -125,3 +125,34 @@ def test_missing_dossier_code_is_refused():
     with pytest.raises(TemplateParamsError) as error:
         render_sms("accepted", {"procedure_name": "x"})
     assert "dossier_code" in error.value.fields
+
+
+@pytest.mark.parametrize("kind", MESSAGE_KINDS)
+def test_a_missing_optional_parameter_is_left_out_never_written_as_none(kind):
+    params = {"dossier_code": "X-1", "fee_amount": 200000, "amount": 200000}
+    sms = render_sms(kind, params).text
+    email = render_email(kind, params)
+    for text in (sms, email.subject, email.text, email.html):
+        assert "None" not in text and "()" not in text and "«»" not in text
+    assert "X-1" in sms and sms.isascii()
+
+
+def test_a_reason_that_ends_its_own_sentence_gets_no_second_full_stop():
+    for kind in ("not_accepted", "stopped", "supplement_requested"):
+        text = render_sms(kind, {**PARAMS, "note": "Thiếu bản sao Căn cước công dân."}).text
+        assert "cong dan. " in text and "cong dan.." not in text
+
+
+def test_a_backtick_in_a_reason_keeps_the_sms_gsm7_and_whole():
+    sms = render_sms("not_accepted", {**PARAMS, "note": "Sai mục `Nơi cư trú`"})
+    assert sms.text.isascii() and "`" not in sms.text
+    assert "(Cap Phieu ly lich tu phap)" in sms.text and "Ly do: Sai muc 'Noi cu tru'." in sms.text
+
+
+def test_amount_templates_require_their_amount():
+    from notify.rendering import missing_params
+
+    assert missing_params("payment_requested", {"dossier_code": "X"}) == ["fee_amount"]
+    assert missing_params("payment_succeeded", {"dossier_code": "X"}) == ["amount"]
+    assert missing_params("payment_refunded", {"dossier_code": "X", "amount": 0}) == []
+    assert missing_params("processed", {"dossier_code": "X"}) == []

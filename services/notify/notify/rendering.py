@@ -19,6 +19,9 @@ PARAMS = (
     "amount", "txn_ref", "gateway", "gateway_txn_no", "paid_at", "new_status", "status_code",
 )
 REQUIRED = {"dossier_code"}
+# a message that states an amount cannot be sent without it (an RPC caller must give it)
+KIND_REQUIRED = {"payment_requested": ("fee_amount",), "payment_succeeded": ("amount",),
+                 "payment_refunded": ("amount",)}
 ELLIPSIS = "..."
 
 
@@ -49,9 +52,25 @@ def _environment():
         autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=False,
+        finalize=_blank_none,  # a missing optional value is left out, never written "None"
     )
-    env.filters.update(vnd=vnd, vn_date=vn_date, vn_datetime=vn_datetime)
+    env.filters.update(vnd=vnd, vn_date=vn_date, vn_datetime=vn_datetime, end_sentence=end_sentence)
     return env
+
+
+def _blank_none(value):
+    return "" if value is None else value
+
+
+def end_sentence(text):
+    """``text`` ending with one full stop: a reason that already ends its sentence gets no second one."""
+    text = str(text or "").rstrip()
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def missing_params(kind, params):
+    """The parameters ``kind`` needs to say anything useful that ``params`` lacks (amounts)."""
+    return [name for name in KIND_REQUIRED.get(kind, ()) if (params or {}).get(name) in (None, "")]
 
 
 _env = None

@@ -46,6 +46,8 @@ class SmsClient(ABC):
     """Template method: ``send`` wraps the vendor's ``_send`` with timing, logging and error classes."""
 
     name = "sms"
+    # whether an HTTP 4xx answer is permanent for this provider (5xx is always temporary)
+    HTTP_4XX_PERMANENT = True
 
     def __init__(self, base_url, timeout=10.0):
         self.base_url = base_url.rstrip("/")
@@ -77,7 +79,8 @@ class SmsClient(ABC):
         if response.status_code >= 500:
             raise ProviderError(self.name, f"http_{response.status_code}", "server error")
         if response.status_code >= 400:
-            raise ProviderError(self.name, f"http_{response.status_code}", "request refused", permanent=True)
+            raise ProviderError(self.name, f"http_{response.status_code}", "request refused",
+                                permanent=self.HTTP_4XX_PERMANENT)
         try:
             return response.json()
         except ValueError:
@@ -95,6 +98,8 @@ class EsmsClient(SmsClient):
     PATH = "/MainService.svc/json/SendMultipleMessage_V4_post_json/"
     TEMPORARY = {"99"}
     PERMANENT = {"101": "authentication failed", "104": "unknown brandname", "146": "template not registered"}
+    # PROTOCOLS: "99" or HTTP errors are temporary; eSMS reports its permanent errors in CodeResult
+    HTTP_4XX_PERMANENT = False
 
     def __init__(self, base_url, api_key, secret_key, brandname, callback_url="", timeout=10.0):
         super().__init__(base_url, timeout)
@@ -160,7 +165,7 @@ def clients_from_config(config):
     timeout = get_float(config, "SMS_HTTP_TIMEOUT_SECONDS", 10.0)
     callback_base = get_str(config, "NOTIFY_CALLBACK_BASE_URL", "")
     clients = []
-    for name in get_list(config, "SMS_PROVIDERS", ["esms", "speedsms"]):
+    for name in (item.lower() for item in get_list(config, "SMS_PROVIDERS", ["esms", "speedsms"])):
         if name == "esms":
             missing = [k for k in ("ESMS_API_KEY", "ESMS_SECRET_KEY", "ESMS_BRANDNAME") if not get_str(config, k)]
             if missing:

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from notify.domain.model import Outcome, Status, kind_for_dossier_status, status_after_attempt
 from notify.orm import DossierContactRow, NotificationRow
-from notify.rendering import render_email, render_sms
+from notify.rendering import TemplateParamsError, missing_params, render_email, render_sms
 from portal_shared.inbox import claim_event
 from portal_shared.logs import get_logger
 from portal_shared.phones import normalise_vn_mobile
@@ -160,7 +160,10 @@ def notify_payment_event(uow, consumer, kind, event, find_dossier=None, now=None
 
 
 def create_notification(uow, request, now=None):
-    """RPC ``send_notification``: store a validated request; returns the row."""
+    """RPC ``send_notification``: store a validated request; returns the row (raises ``TemplateParamsError``)."""
+    missing = missing_params(request["template"], request["params"])
+    if missing:
+        raise TemplateParamsError({name: ["required"] for name in missing})
     with uow.transaction() as session:
         return new_notification(session, request["channel"], request["recipient"], request["template"],
                                 request["params"], request["reference"], None, now)

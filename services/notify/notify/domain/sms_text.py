@@ -19,6 +19,8 @@ def unaccent(text):
     text = unicodedata.normalize("NFD", text)
     text = "".join(ch for ch in text if unicodedata.category(ch) != "Mn")
     text = unidecode(unicodedata.normalize("NFC", text))
+    # "`" is the one printable ASCII character outside GSM-7: it would turn the SMS into UCS-2
+    text = text.replace("`", "'")
     return "".join(ch for ch in text if 32 <= ord(ch) < 127 or ch == "\n")
 
 
