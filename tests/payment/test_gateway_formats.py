@@ -110,3 +110,43 @@ def test_ipn_checks_run_in_vnpay_order():
     assert judge_notification(Status.pending.value, 100, 100, Outcome.failed).code == "00"
     assert judge_notification(Status.expired.value, 100, 100, Outcome.succeeded).code == "00"
     assert judge_notification(Status.expired.value, 100, 100, Outcome.failed).code == "02"
+
+
+def test_vnpay_encodes_as_an_html_form_does():
+    # application/x-www-form-urlencoded keeps only A-Z a-z 0-9 * - . _ (space → +): "~" is %7E, "*" stays
+    request = checkout_request(return_url="https://portal.example/~citizen/pay*ok?x=a b")
+    url = vnpay_gateway().create_checkout(request).pay_url
+    query = urlsplit(url).query
+    assert "vnp_ReturnUrl=https%3A%2F%2Fportal.example%2F%7Ecitizen%2Fpay*ok%3Fx%3Da+b&" in query
+    signed, given = query.rsplit("&vnp_SecureHash=", 1)
+    assert given == hmac.new(SECRET.encode(), signed.encode(), hashlib.sha512).hexdigest()
+
+
+def test_a_non_ascii_signature_is_a_bad_signature_not_a_crash():
+    params = {"vnp_TxnRef": "T1", "vnp_Amount": "100000", "vnp_ResponseCode": "00", "vnp_TransactionStatus": "00",
+              "vnp_SecureHash": "chữ ký"}
+    with pytest.raises(InvalidSignature):
+        vnpay_gateway().parse_notification(params)
+    gateway = MomoGateway("PARTNER", "ACCESS", "MOMOSECRET", "https://momo.example")
+    with pytest.raises(InvalidSignature):
+        gateway.parse_notification({"partnerCode": "PARTNER", "orderId": "T1", "amount": 1000, "resultCode": 0,
+                                    "signature": "chữ ký"})
+
+
+def test_a_signed_vnpay_amount_that_is_not_whole_vnd_is_an_amount_mismatch():
+    params = {"vnp_TxnRef": "T1", "vnp_Amount": "10000050", "vnp_ResponseCode": "00", "vnp_TransactionStatus": "00"}
+    params["vnp_SecureHash"] = hmac.new(SECRET.encode(), urlencode(sorted(params.items())).encode(),
+                                        hashlib.sha512).hexdigest()
+    report = vnpay_gateway().parse_notification(params)  # not a MalformedMessage (answered 99, retried forever)
+    assert report.amount != 100000 and report.amount != 100001
+    assert judge_notification(Status.pending.value, 100000, report.amount, report.outcome).code == "04"
+    assert judge_notification(None, None, report.amount, report.outcome).code == "01"
+
+
+def test_txn_ref_survives_log_masking():
+    from portal_shared.masking import mask_text
+
+    now = datetime.now(timezone.utc)
+    for _ in range(2000):
+        ref = new_txn_ref(now)
+        assert mask_text(ref) == ref and mask_text(f"txn_ref={ref}") == f"txn_ref={ref}"

@@ -71,3 +71,14 @@ def test_momo_amount_limits(payment_container, payment_config, announce):
         with pytest.raises(RemoteError) as error:
             rpc.payment.start_payment("DOSSIER-MOMO-4", "momo", RETURN_URL, "203.0.113.7")
     assert error.value.exc_type == "ValidationError" and "gateway" in error.value.value
+
+
+def test_absurd_bodies_are_400_never_500(payment_container, payment_config, announce, fake_momo, payment_db):
+    announce("DOSSIER-MOMO-5", fee_amount=135000)
+    payment = start(payment_config, "DOSSIER-MOMO-5", gateway="momo")
+    url = f"http://{payment_config['WEB_SERVER_ADDRESS']}/callbacks/momo/ipn"
+    assert requests.post(url, data="[" * 100000, timeout=10).status_code == 400
+    assert requests.post(url, data=b"\xff\xfe{", timeout=10).status_code == 400
+    forged = {**fake_momo.pay(payment["txn_ref"]), "signature": "chữ ký"}
+    assert momo_ipn(payment_config, forged).status_code == 400
+    assert payment_db.payment(payment["txn_ref"])["status"] == "pending"

@@ -190,3 +190,31 @@ def test_two_service_processes_receiving_the_same_ipn(start_payment_service, pay
     assert sorted(codes) == ["00"] + ["02"] * 15
     assert len(outbox_events(payment_database.engine, "payment_succeeded")) == 1
     assert [h["new_status"] for h in payment_db.history(payment["txn_ref"])] == ["pending", "succeeded"]
+
+
+CONTRACT_PAYMENT_FIELDS = {"txn_ref", "dossier_code", "amount", "gateway", "status", "pay_url", "gateway_txn_no",
+                           "created_at", "expires_at", "paid_at"}
+
+
+def test_payment_has_exactly_the_contract_fields(payment_container, payment_config, announce):
+    announce("DOSSIER-FIELDS-1", fee_amount=200000)
+    payment = start(payment_config, "DOSSIER-FIELDS-1")
+    assert set(payment) == CONTRACT_PAYMENT_FIELDS
+    with rpc_proxy(payment_config) as rpc:
+        assert set(rpc.payment.get_payment(payment["txn_ref"])) == CONTRACT_PAYMENT_FIELDS
+        assert [set(p) for p in rpc.payment.list_payments("DOSSIER-FIELDS-1")] == [CONTRACT_PAYMENT_FIELDS]
+
+
+def test_odd_but_signed_ipns_get_vnpay_answers_not_99(payment_container, payment_config, announce, fake_vnpay,
+                                                      payment_db):
+    announce("DOSSIER-IPN-ODD", fee_amount=150000)
+    payment = start(payment_config, "DOSSIER-IPN-ODD")
+    fake_vnpay.visit(payment["pay_url"])
+    good = fake_vnpay.pay(payment["txn_ref"])
+    assert vnpay_ipn(payment_config, {**good, "vnp_SecureHash": "chữ ký"})["RspCode"] == "97"
+    not_whole = fake_vnpay.ipn_params(payment["txn_ref"], vnp_Amount="15000050")
+    assert vnpay_ipn(payment_config, not_whole)["RspCode"] == "04"
+    unknown = fake_vnpay.ipn_params(payment["txn_ref"], vnp_Amount="15000050", vnp_TxnRef="PUNKNOWN0000000002")
+    assert vnpay_ipn(payment_config, unknown)["RspCode"] == "01"
+    assert payment_db.payment(payment["txn_ref"])["status"] == "pending"
+    assert vnpay_ipn(payment_config, good)["RspCode"] == "00"

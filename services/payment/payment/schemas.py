@@ -54,7 +54,7 @@ class DossierStatusChangedSchema(Schema):
 
 def dump_payment(row):
     """The contract's Payment representation (plus ``refund_error`` while a refund is refused)."""
-    return {
+    payment = {
         "txn_ref": row["txn_ref"],
         "dossier_code": row["dossier_code"],
         "amount": int(row["amount"]),
@@ -65,5 +65,7 @@ def dump_payment(row):
         "created_at": isoformat(row["created_at"]),
         "expires_at": isoformat(row["expires_at"]),
         "paid_at": isoformat(row["paid_at"]),
-        "refund_error": row.get("refund_error"),
     }
+    if row.get("refund_error") and row["status"] == "refund_pending":
+        payment["refund_error"] = row["refund_error"]
+    return payment

@@ -101,7 +101,7 @@ class PaymentService(health.HealthEndpoints):
     def momo_ipn(self, request):
         try:
             body = json.loads(request.get_data(as_text=True) or "null")
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON; a 400, never a 500
             body = None
         try:
             refund_txn_ref = use_cases.momo_ipn(self.db, self.settings, body, self.log.call_id_stack)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from portal_shared.timeutil import to_vn
 
 TXN_REF_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+TXN_REF_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
 
 
 class Status(str, enum.Enum):
@@ -81,9 +82,13 @@ def check_transition(old, new):
 
 
 def new_txn_ref(now):
-    """Unique, alphanumeric, 23 characters: safe as vnp_TxnRef and MoMo orderId."""
-    suffix = "".join(secrets.choice(TXN_REF_ALPHABET) for _ in range(10))
-    return f"P{to_vn(now):%y%m%d%H%M%S}{suffix}"
+    """Unique, alphanumeric, 24 characters: safe as vnp_TxnRef and MoMo orderId.
+
+    No run of 12 digits (``P261126T003005K...``): log masking takes such a run
+    for a citizen ID, and a masked txn_ref cannot be traced.
+    """
+    suffix = secrets.choice(TXN_REF_LETTERS) + "".join(secrets.choice(TXN_REF_ALPHABET) for _ in range(9))
+    return f"P{to_vn(now):%y%m%d}T{to_vn(now):%H%M%S}{suffix}"
 
 
 def check_payable(charge_status):

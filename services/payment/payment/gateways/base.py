@@ -5,6 +5,7 @@ Adapters speak the provider's wire format and translate its codes into our
 Every result keeps the provider's raw answer for the payment history.
 """
 import abc
+import hmac
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -21,6 +22,11 @@ class InvalidSignature(Exception):
 
 class MalformedMessage(Exception):
     """A callback whose fields cannot be understood."""
+
+
+def same_digest(expected, given):
+    """Constant-time comparison of hex digests; non-ASCII junk in ``given`` is a mismatch, not a TypeError."""
+    return hmac.compare_digest(expected.encode("utf-8"), given.encode("utf-8", "surrogateescape"))
 
 
 @dataclass(frozen=True)

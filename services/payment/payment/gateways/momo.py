@@ -13,6 +13,7 @@ from payment.gateways.base import (
     MalformedMessage,
     PaymentReport,
     RefundResult,
+    same_digest,
 )
 from portal_shared.timeutil import utcnow
 
@@ -96,7 +97,7 @@ class MomoGateway(Gateway):
         if not self.configured:
             raise InvalidSignature("momo is not configured: cannot verify")
         given = str(params.get("signature") or "").lower()
-        if not given or not hmac.compare_digest(self.sign(params, IPN_FIELDS), given):
+        if not given or not same_digest(self.sign(params, IPN_FIELDS), given):
             raise InvalidSignature("signature does not verify")
         try:
             txn_ref = str(params["orderId"])

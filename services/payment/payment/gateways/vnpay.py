@@ -3,7 +3,8 @@ import hashlib
 import hmac
 import secrets
 from datetime import datetime
-from urllib.parse import urlencode
+from decimal import Decimal
+from urllib.parse import quote_plus
 
 from payment.domain.model import Outcome
 from payment.gateways.base import (
@@ -14,6 +15,7 @@ from payment.gateways.base import (
     MalformedMessage,
     PaymentReport,
     RefundResult,
+    same_digest,
 )
 from portal_shared.timeutil import VN_TZ, to_vn, utcnow
 
@@ -56,6 +58,16 @@ def parse_vn_timestamp(text):
     return datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=VN_TZ)
 
 
+def form_encode(text):
+    """Percent-encode as an HTML form does (application/x-www-form-urlencoded, UTF-8).
+
+    Only ``A-Z a-z 0-9 * - . _`` stay as they are and a space becomes ``+``;
+    Python's ``quote_plus`` differs on ``~`` (kept) and ``*`` (encoded), which
+    VNPay's own encoder (Java ``URLEncoder``) treats the other way round.
+    """
+    return quote_plus(str(text), safe="*").replace("~", "%7E")
+
+
 def hash_data(params):
     """The string VNPay signs: vnp_* fields but the hash, non-empty, sorted, form-encoded."""
     items = sorted(
@@ -63,7 +75,7 @@ def hash_data(params):
         for key, value in params.items()
         if key.startswith("vnp_") and key not in SIGNATURE_FIELDS and value not in (None, "")
     )
-    return urlencode(items)
+    return "&".join(f"{form_encode(key)}={form_encode(value)}" for key, value in items)
 
 
 def hmac_sha512(secret, text):
@@ -76,7 +88,7 @@ def sign_params(params, secret):
 
 def verify_params(params, secret):
     given = str(params.get("vnp_SecureHash") or "").lower()
-    return bool(given) and hmac.compare_digest(sign_params(params, secret), given)
+    return bool(given) and same_digest(sign_params(params, secret), given)
 
 
 def pipe_hash(body, order, secret):
@@ -86,7 +98,7 @@ def pipe_hash(body, order, secret):
 
 def verify_pipe_hash(body, order, secret):
     given = str(body.get("vnp_SecureHash") or "").lower()
-    return bool(given) and hmac.compare_digest(pipe_hash(body, order, secret), given)
+    return bool(given) and same_digest(pipe_hash(body, order, secret), given)
 
 
 def describe(response_code, transaction_status=None):
@@ -142,8 +154,6 @@ class VnpayGateway(Gateway):
             transaction_status = params.get("vnp_TransactionStatus")
         except (KeyError, ValueError, TypeError) as exc:
             raise MalformedMessage(f"bad IPN field: {exc}") from None
-        if raw_amount % 100:
-            raise MalformedMessage("vnp_Amount is not a whole number of VND")
         paid_at = None
         if params.get("vnp_PayDate"):
             try:
@@ -154,7 +164,8 @@ class VnpayGateway(Gateway):
         return PaymentReport(
             txn_ref=txn_ref,
             outcome=Outcome.succeeded if succeeded else Outcome.failed,
-            amount=raw_amount // 100,
+            # not a whole number of VND: kept exact, so it matches no order and is answered 04 (after 01)
+            amount=raw_amount // 100 if raw_amount % 100 == 0 else Decimal(raw_amount) / 100,
             gateway_txn_no=params.get("vnp_TransactionNo") or None,
             paid_at=(paid_at or utcnow()) if succeeded else None,
             reason=None if succeeded else describe(response_code, transaction_status),
