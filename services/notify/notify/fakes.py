@@ -213,10 +213,19 @@ class RecordingSmtpHandler:
     def __init__(self):
         self.messages = []
         self.refuse = {}   # address → SMTP reply, e.g. "550 5.1.1 no such user" or "451 4.3.0 try later"
+        self.rcpts = []    # every RCPT TO: (address, time.monotonic(), accepted)
+        self._refuse_next = {}  # address → deque of replies, one per next RCPT
+
+    def refuse_next(self, address, reply, times=1):
+        """Refuse the next ``times`` deliveries to ``address`` with ``reply``, then accept again."""
+        self._refuse_next.setdefault(address, deque()).extend([reply] * times)
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 (aiosmtpd API)
-        if address in self.refuse:
-            return self.refuse[address]
+        scripted = self._refuse_next.get(address)
+        reply = scripted.popleft() if scripted else self.refuse.get(address)
+        self.rcpts.append((address, time.monotonic(), reply is None))
+        if reply is not None:
+            return reply
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
