@@ -59,7 +59,7 @@ def provider_config(esms, speedsms, smtp):
         "SMTP_SECURITY": "none",
         "MAIL_FROM": "Cổng Dịch vụ công <no-reply@dichvucong.test>",
         "NOTIFY_CALLBACK_BASE_URL": "http://notify.test",
-        "SMS_HTTP_TIMEOUT_SECONDS": 0.4,
+        "SMS_HTTP_TIMEOUT_SECONDS": 1.5,  # well under the fakes' 3 s "timeout", well over a loaded machine's answer
         "SMS_PROVIDER_COOLDOWN_SECONDS": 0.5,
     }
 
