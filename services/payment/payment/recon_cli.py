@@ -14,7 +14,6 @@ import io
 import os
 import re
 import sys
-import threading
 import time
 
 import sqlalchemy as sa
@@ -26,7 +25,7 @@ from portal_shared.config import env_or
 from portal_shared.errors import ValidationError
 
 # Startup matters for a command run by hand: what only some runs need (Alembic, the ORM, the
-# service's use cases with Nameko and eventlet) is imported when, or while, it is needed.
+# service's use cases with Nameko and eventlet, once a payment is fixed) is imported when needed.
 SERVICE = "payment"
 MIGRATIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations", "versions")
 
@@ -141,21 +140,10 @@ def _schema_at_head(engine):
     return current == heads
 
 
-def _warm_imports():
-    """Import, while the database works on the file, what fixing a payment needs (the service's
-    payload, the outbox): ~0.3 s that would otherwise be spent in the middle of the run."""
-    try:
-        import payment.use_cases  # noqa: F401
-        import portal_shared.outbox  # noqa: F401
-    except Exception:  # pragma: no cover - the run imports them again and reports any error
-        pass
-
-
 def _reconcile(engine, args):
     if not os.path.isfile(args.file):
         print(f"error: no such file {args.file}", file=sys.stderr)
         return None
-    threading.Thread(target=_warm_imports, name="warm-imports", daemon=True).start()
     bar = None
     if not args.no_progress:
         from tqdm import tqdm
