@@ -90,7 +90,10 @@ def reconcile_lines(session, gateway, lines, source=None, now=None):
         else:
             _insert_rows(connection, staging, stats.watch(read_settlement(lines)))
         steps.done("load")
-        _mark_duplicates(connection, staging)
+        if is_pg:
+            _mark_duplicates_in_postgresql(connection, stats)
+        else:
+            _mark_duplicates(connection, staging)
         steps.done("duplicates")
         if is_pg:
             fixed = _fix_pending_in_postgresql(session, connection, gateway, run_id, source, now)
@@ -208,12 +211,31 @@ def _load_in_postgresql(connection, lines, stats):
         raise ValidationError({"settlement_csv": [f"unreadable header: {exc}"]}) from None
     check_header(first)
     stats.rows = postgres.load(connection, _copy_into(connection), lines.read)
-    # Vietnam dates with VN_TZ's fixed +07:00 (as vn_date and vn_day_bounds): plain arithmetic,
-    # where a time zone name costs a lookup per row
-    stats.dates.update(connection.execute(sa.text(
-        "SELECT DISTINCT (paid_at AT TIME ZONE INTERVAL '+07:00')::date FROM recon_staging"
-        " WHERE reason IS NULL AND paid_at IS NOT NULL"
-    )).scalars())
+
+
+# One scan of the valid rows, hashed two ways at once (GROUPING SETS): by txn_ref, to mark the
+# later lines of a txn_ref listed twice, and by Vietnam date (VN_TZ's fixed +07:00, as vn_date and
+# vn_day_bounds: plain arithmetic, where a time zone name costs a lookup per row) for the file's dates.
+_DUPLICATES_AND_DATES = """
+WITH groups AS MATERIALIZED (
+  SELECT txn_ref, (paid_at AT TIME ZONE INTERVAL '+07:00')::date AS day, min(line) AS first_line,
+         GROUPING(txn_ref) AS by_day
+  FROM recon_staging
+  WHERE reason IS NULL
+  GROUP BY GROUPING SETS ((txn_ref), ((paid_at AT TIME ZONE INTERVAL '+07:00')::date))
+  HAVING GROUPING(txn_ref) = 1 OR count(*) > 1
+), marked AS (
+  UPDATE recon_staging AS s SET reason = 'duplicate txn_ref, first listed on line ' || g.first_line::text
+  FROM groups AS g
+  WHERE g.by_day = 0 AND s.txn_ref = g.txn_ref AND s.line > g.first_line AND s.reason IS NULL
+)
+SELECT day FROM groups WHERE by_day = 1 AND day IS NOT NULL
+"""
+
+
+def _mark_duplicates_in_postgresql(connection, stats):
+    """``_mark_duplicates``, and the Vietnam dates of the file's valid rows into ``stats.dates``."""
+    stats.dates.update(connection.execute(sa.text(_DUPLICATES_AND_DATES)).scalars())
 
 
 def _insert_rows(connection, staging, rows):

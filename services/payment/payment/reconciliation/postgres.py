@@ -227,7 +227,8 @@ def load(connection, dbapi_copy, read):
     copied = time.monotonic()
     if counter.unchecked:
         connection.execute(sa.text(_VALIDATE))
-    connection.execute(sa.text("ANALYZE recon_staging"))
+    # the columns the joins and filters use: sampling fewer columns halves the ANALYZE
+    connection.execute(sa.text("ANALYZE recon_staging (line, txn_ref, status, reason)"))
     log.info("reconciliation_loaded", rows=counter.rows, unchecked=counter.unchecked,
              copy_s=round(copied - started, 2), validate_s=round(time.monotonic() - copied, 2))
     return counter.rows
