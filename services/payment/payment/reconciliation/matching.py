@@ -473,15 +473,19 @@ def succeeded_payload(payment):
     )
 
 
-def _record_file_findings(connection, staging, gateway, run_id):
-    """One statement classifies every line of the file not fixed above."""
-    local = payments.alias("local")
-    fixed = reconciliation_items.alias("fixed")
+
+def _classify(staging, local, gateway, in_file=None):
+    """The outcome and reason of a file row joined with its local payment (one SQL CASE each).
+
+    With ``in_file`` (a FULL JOIN) a payment no row names is ``missing_at_gateway``.
+    """
     agreeing = sa.or_(*(
         sa.and_(staging.c.status == gateway_status, local.c.status.in_(local_statuses))
         for gateway_status, local_statuses in AGREEING.items()
     ))
+    first = [(~in_file, "missing_at_gateway")] if in_file is not None else []
     outcome = sa.case(
+        *first,
         (staging.c.reason.is_not(None), "malformed"),
         (local.c.id.is_(None), "missing_locally"),
         (local.c.gateway != gateway, "missing_locally"),
@@ -489,11 +493,21 @@ def _record_file_findings(connection, staging, gateway, run_id):
         (agreeing, "matched"),
         else_="status_mismatch",
     ).label("outcome")
+    on_other_gateway = sa.and_(local.c.id.is_not(None), local.c.gateway != gateway)
+    if in_file is not None:
+        on_other_gateway = sa.and_(in_file, on_other_gateway)
     reason = sa.case(
         (staging.c.reason.is_not(None), staging.c.reason),
-        (sa.and_(local.c.id.is_not(None), local.c.gateway != gateway), sa.literal("the local payment is on gateway ") + local.c.gateway),
+        (on_other_gateway, sa.literal("the local payment is on gateway ") + local.c.gateway),
         else_=sa.null(),
     ).label("reason")
+    return outcome, reason
+
+def _record_file_findings(connection, staging, gateway, run_id):
+    """One statement classifies every line of the file not fixed above."""
+    local = payments.alias("local")
+    fixed = reconciliation_items.alias("fixed")
+    outcome, reason = _classify(staging, local, gateway)
     classified = (
         sa.select(
             sa.literal(run_id).label("run_id"),
@@ -560,26 +574,8 @@ def _record_findings_in_postgresql(connection, staging, gateway, run_id, dates):
     """
     local = payments.alias("local")
     fixed = reconciliation_items.alias("fixed")
-    agreeing = sa.or_(*(
-        sa.and_(staging.c.status == gateway_status, local.c.status.in_(local_statuses))
-        for gateway_status, local_statuses in AGREEING.items()
-    ))
     in_file = staging.c.line.is_not(None)
-    outcome = sa.case(
-        (~in_file, "missing_at_gateway"),
-        (staging.c.reason.is_not(None), "malformed"),
-        (local.c.id.is_(None), "missing_locally"),
-        (local.c.gateway != gateway, "missing_locally"),
-        (staging.c.amount != local.c.amount, "amount_mismatch"),
-        (agreeing, "matched"),
-        else_="status_mismatch",
-    ).label("outcome")
-    reason = sa.case(
-        (staging.c.reason.is_not(None), staging.c.reason),
-        (sa.and_(in_file, local.c.id.is_not(None), local.c.gateway != gateway),
-         sa.literal("the local payment is on gateway ") + local.c.gateway),
-        else_=sa.null(),
-    ).label("reason")
+    outcome, reason = _classify(staging, local, gateway, in_file=in_file)
     if dates:
         within = sa.or_(*(
             sa.and_(local.c.paid_at >= start, local.c.paid_at < end)
