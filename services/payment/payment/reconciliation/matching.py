@@ -503,6 +503,28 @@ def _classify(staging, local, gateway, in_file=None):
     ).label("reason")
     return outcome, reason
 
+
+FINDING_COLUMNS = ["run_id", "outcome", "line", "txn_ref", "dossier_code", "gateway_txn_no", "local_status",
+                   "gateway_status", "local_amount", "gateway_amount", "paid_at", "reason"]
+
+
+def _store_findings(connection, classified):
+    """Store the classified rows that need attention (everything but matched)."""
+    connection.execute(
+        reconciliation_items.insert().from_select(
+            FINDING_COLUMNS,
+            sa.select(*(classified.c[name] for name in FINDING_COLUMNS)).where(classified.c.outcome != "matched"),
+        )
+    )
+
+
+def _paid_on(paid_at, dates):
+    """``paid_at`` falls on one of ``dates`` (Vietnam days), as ranges of consecutive days."""
+    return sa.or_(*(
+        sa.and_(paid_at >= start, paid_at < end)
+        for start, end in (vn_day_bounds(first, last) for first, last in date_ranges(dates))
+    ))
+
 def _record_file_findings(connection, staging, gateway, run_id):
     """One statement classifies every line of the file not fixed above."""
     local = payments.alias("local")
@@ -529,24 +551,14 @@ def _record_file_findings(connection, staging, gateway, run_id):
         )
         .subquery()
     )
-    columns = ["run_id", "outcome", "line", "txn_ref", "dossier_code", "gateway_txn_no", "local_status",
-               "gateway_status", "local_amount", "gateway_amount", "paid_at", "reason"]
-    connection.execute(
-        reconciliation_items.insert().from_select(
-            columns,
-            sa.select(*(classified.c[name] for name in columns)).where(classified.c.outcome != "matched"),
-        )
-    )
+    _store_findings(connection, classified)
 
 
 def _record_missing_at_gateway(connection, staging, gateway, run_id, dates):
     """This gateway's succeeded payments paid on the file's dates that the file lacks."""
     if not dates:
         return
-    within = sa.or_(*(
-        sa.and_(payments.c.paid_at >= start, payments.c.paid_at < end)
-        for start, end in (vn_day_bounds(first, last) for first, last in date_ranges(dates))
-    ))
+    within = _paid_on(payments.c.paid_at, dates)
     missing = sa.select(
         sa.literal(run_id), sa.literal("missing_at_gateway"), payments.c.txn_ref, payments.c.dossier_code,
         payments.c.gateway_txn_no, payments.c.status, payments.c.amount, payments.c.paid_at,
@@ -577,10 +589,7 @@ def _record_findings_in_postgresql(connection, staging, gateway, run_id, dates):
     in_file = staging.c.line.is_not(None)
     outcome, reason = _classify(staging, local, gateway, in_file=in_file)
     if dates:
-        within = sa.or_(*(
-            sa.and_(local.c.paid_at >= start, local.c.paid_at < end)
-            for start, end in (vn_day_bounds(first, last) for first, last in date_ranges(dates))
-        ))
+        within = _paid_on(local.c.paid_at, dates)
         missing = sa.and_(~in_file, local.c.gateway == gateway, local.c.status == "succeeded", within)
     else:
         missing = sa.false()
@@ -607,11 +616,4 @@ def _record_findings_in_postgresql(connection, staging, gateway, run_id, dates):
         ))
         .subquery()
     )
-    columns = ["run_id", "outcome", "line", "txn_ref", "dossier_code", "gateway_txn_no", "local_status",
-               "gateway_status", "local_amount", "gateway_amount", "paid_at", "reason"]
-    connection.execute(
-        reconciliation_items.insert().from_select(
-            columns,
-            sa.select(*(classified.c[name] for name in columns)).where(classified.c.outcome != "matched"),
-        )
-    )
+    _store_findings(connection, classified)
