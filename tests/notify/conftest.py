@@ -1,16 +1,15 @@
-import socket
-
 import pytest
 from aiosmtpd.controller import Controller
 
 from notify.fakes import FakeEsms, FakeSpeedSms, RecordingSmtpHandler
 from notify.service import NotifyService
+from tests.helpers import free_port
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+# A scripted "timeout" keeps the caller waiting longer than the client's timeout, so the
+# client really times out; the client's timeout is long enough for a loaded machine's answer.
+CLIENT_TIMEOUT_SECONDS = 1.0
+HANG_SECONDS = 2.5
 
 
 @pytest.fixture(scope="session")
@@ -20,14 +19,14 @@ def notify_database(fresh_database):
 
 @pytest.fixture
 def esms():
-    fake = FakeEsms(timeout_seconds=1.0).start()
+    fake = FakeEsms(timeout_seconds=HANG_SECONDS).start()
     yield fake
     fake.stop()
 
 
 @pytest.fixture
 def speedsms():
-    fake = FakeSpeedSms(timeout_seconds=1.0).start()
+    fake = FakeSpeedSms(timeout_seconds=HANG_SECONDS).start()
     yield fake
     fake.stop()
 
@@ -59,7 +58,7 @@ def provider_config(esms, speedsms, smtp):
         "SMTP_SECURITY": "none",
         "MAIL_FROM": "Cổng Dịch vụ công <no-reply@dichvucong.test>",
         "NOTIFY_CALLBACK_BASE_URL": "http://notify.test",
-        "SMS_HTTP_TIMEOUT_SECONDS": 1.5,  # well under the fakes' 3 s "timeout", well over a loaded machine's answer
+        "SMS_HTTP_TIMEOUT_SECONDS": CLIENT_TIMEOUT_SECONDS,
         "SMS_PROVIDER_COOLDOWN_SECONDS": 0.5,
     }
 
