@@ -1,4 +1,5 @@
 """Helpers used across the suites: waiting, event collection, RPC clients."""
+import socket
 import time
 
 import eventlet
@@ -47,3 +48,10 @@ def http_port(container):
 
     server = next(ext for ext in container.subextensions if isinstance(ext, WebServer))
     return server._sock.getsockname()[1]
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 right now (for a server that needs a concrete port)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -8,7 +8,6 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ from urllib.parse import quote, urlparse
 import requests
 from kombu import Connection, Queue
 from nameko.standalone.events import get_event_exchange
+
+from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -52,12 +53,6 @@ def parse_procfile(path=None):
         if match:
             entries.append((match.group(1), match.group(2)))
     return entries
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Vhost:

@@ -9,7 +9,6 @@ import uuid
 from urllib.parse import parse_qsl, urlparse
 
 import eventlet
-import pytest
 import requests
 
 from tests.e2e.conftest import requires_notify, requires_payment

@@ -163,7 +163,7 @@ def test_smtp_refused_recipient_is_permanent_and_busy_server_temporary(provider_
 
 
 def test_smtp_down_is_temporary(provider_config):
-    from tests.notify.conftest import free_port
+    from tests.helpers import free_port
 
     mailer = SmtpMailer.from_config({**provider_config, "SMTP_PORT": free_port()})
     assert mailer.send(_mail()).status == Status.TEMPORARY_FAILURE

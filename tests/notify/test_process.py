@@ -12,7 +12,7 @@ from nameko.cli.run import import_service
 
 from notify.service import NotifyService
 from tests.helpers import rpc_proxy
-from tests.notify.conftest import free_port
+from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "services" / "notify" / "config.yml"

@@ -11,7 +11,7 @@ from nameko.standalone.events import event_dispatcher
 
 from notify.service import NotifyService
 from tests.helpers import rpc_proxy, wait_for
-from tests.notify.conftest import free_port
+from tests.helpers import free_port
 
 NOTIFY_STATUSES = ["accepted", "not_accepted", "payment_requested", "supplement_requested", "processed",
                    "returned", "stopped", "withdrawn"]

@@ -1,5 +1,3 @@
-import socket
-
 import pytest
 import requests
 import sqlalchemy as sa
@@ -9,13 +7,7 @@ from payment.gateways.fakes import FakeMomo, FakeVnpay
 from payment.orm import charges, payment_history, payments
 from payment.service import PaymentService
 from portal_shared.outbox import new_event
-from tests.helpers import wait_for
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.helpers import free_port, wait_for
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,8 @@
 """The dossier and payment services together: a paid fee moves the dossier on."""
 from dossier.service import DossierService
 from tests.helpers import rpc_proxy, wait_for
-from tests.payment.conftest import free_port, vnpay_ipn
+from tests.helpers import free_port
+from tests.payment.conftest import vnpay_ipn
 
 
 def test_dossier_reaches_processing_after_its_ipn(container_factory, rabbit_config, fresh_database, payment_container,
