@@ -8,6 +8,8 @@ from dossier.domain.model import Procedure
 from portal_shared.config import get_str
 
 REQUIRED = ("code", "name", "agency_code", "fee", "processing_days")
+# Optional national codes (the national portal's MaTTHC, MaLinhVuc, TenLinhVuc), read by portal_sync.
+NATIONAL = ("national_code", "field_code", "field_name")
 
 
 class CatalogueError(ValueError):
@@ -16,13 +18,24 @@ class CatalogueError(ValueError):
 
 def parse_catalogue(text, source="<catalogue>"):
     """Parse and validate the YAML text; return ``{code: Procedure}``."""
+    return {entry["code"]: Procedure(**{key: entry[key] for key in REQUIRED})
+            for entry in _validated_entries(text, source)}
+
+
+def parse_national_codes(text, source="<catalogue>"):
+    """``{code: {"name", "national_code", "field_code", "field_name"}}``; an absent code is None."""
+    return {entry["code"]: {"name": entry["name"], **{key: entry.get(key) for key in NATIONAL}}
+            for entry in _validated_entries(text, source)}
+
+
+def _validated_entries(text, source):
     try:
         entries = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise CatalogueError(f"{source}: not valid YAML: {exc}") from None
     if not isinstance(entries, list) or not entries:
         raise CatalogueError(f"{source}: must be a non-empty list of procedures")
-    catalogue = {}
+    seen = {}
     for index, entry in enumerate(entries, start=1):
         label = f"{source}: entry {index}" + (f" ({entry.get('code')})" if isinstance(entry, dict) and entry.get("code") else "")
         if not isinstance(entry, dict):
@@ -38,18 +51,23 @@ def parse_catalogue(text, source="<catalogue>"):
                 raise CatalogueError(f"{label}: {key} must be a whole number >= 0")
         if entry["processing_days"] < 1:
             raise CatalogueError(f"{label}: processing_days must be at least 1")
-        if entry["code"] in catalogue:
+        for key in NATIONAL:
+            if key in entry and (not isinstance(entry[key], str) or not entry[key].strip()
+                                 or len(entry[key]) > 255):
+                raise CatalogueError(f"{label}: {key} must be a non-empty string of at most 255 characters")
+        if entry["code"] in seen:
             raise CatalogueError(f"{label}: duplicate code {entry['code']}")
-        catalogue[entry["code"]] = Procedure(**{key: entry[key] for key in REQUIRED})
-    return catalogue
+        seen[entry["code"]] = entry
+    return list(seen.values())
 
 
-def load_catalogue(path=None):
+def load_catalogue(path=None, parse=parse_catalogue):
+    """The catalogue at ``path`` (default: the sample shipped in the package), through ``parse``."""
     if path:
         with open(path, encoding="utf-8") as handle:
-            return parse_catalogue(handle.read(), source=path)
+            return parse(handle.read(), source=path)
     text = resources.files("dossier").joinpath("procedures.yml").read_text(encoding="utf-8")
-    return parse_catalogue(text, source="dossier/procedures.yml")
+    return parse(text, source="dossier/procedures.yml")
 
 
 class ProcedureCatalogue(DependencyProvider):
