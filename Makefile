@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-PACKAGES := shared services/dossier services/payment services/notify services/sandbox
+PACKAGES := shared services/dossier services/payment services/notify services/portal_sync services/sandbox
 STAMP := $(VENV)/.installed
 
 .PHONY: install run demo test test-fast migrate clean
@@ -30,7 +30,7 @@ test: install
 
 ## migrate: apply every service's migrations (they also run at start-up)
 migrate: install
-	for s in dossier payment notify; do $(BIN)/portal-migrate $$s || exit 1; done
+	for s in dossier payment notify portal_sync; do $(BIN)/portal-migrate $$s || exit 1; done
 
 clean:
 	rm -rf $(VENV) var

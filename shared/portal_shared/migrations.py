@@ -2,7 +2,7 @@
 
 Each service's ``migrations/env.py`` calls ``run_migrations(metadata, env_var)``.
 Migrations run at service start-up (``DATABASE_MIGRATE_ON_START``, default on)
-or by hand: ``portal-migrate dossier`` (likewise ``payment``, ``notify``).
+or by hand: ``portal-migrate dossier`` (likewise ``payment``, ``notify``, ``portal_sync``).
 """
 import sys
 
@@ -14,6 +14,7 @@ SERVICES = {
     "dossier": ("dossier:migrations", "DOSSIER_DATABASE_URL", "sqlite:///var/dossier.db"),
     "payment": ("payment:migrations", "PAYMENT_DATABASE_URL", "sqlite:///var/payment.db"),
     "notify": ("notify:migrations", "NOTIFY_DATABASE_URL", "sqlite:///var/notify.db"),
+    "portal_sync": ("portal_sync:migrations", "PORTAL_SYNC_DATABASE_URL", "sqlite:///var/portal_sync.db"),
 }
 
 

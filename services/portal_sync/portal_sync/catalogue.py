@@ -1,0 +1,40 @@
+"""National procedure codes, from the dossier service's procedure catalogue file.
+
+The same file as the dossier service reads (``DOSSIER_PROCEDURES_FILE``, the
+sample shipped in the dossier package by default): ``MaTTHC`` is the entry's
+``national_code``, else its ``code`` (CONTRACT section 6).
+"""
+from nameko.extensions import DependencyProvider
+
+from dossier.procedures import load_catalogue, parse_national_codes
+from portal_shared.config import get_str
+from portal_sync.domain.records import NationalProcedure
+
+
+class NationalCodes:
+    def __init__(self, entries):
+        self._entries = entries
+
+    @classmethod
+    def load(cls, path=None):
+        return cls(load_catalogue(path or None, parse=parse_national_codes))
+
+    def procedure(self, procedure_code, procedure_name=""):
+        """The national view of a procedure; an unknown code is reported under its own code."""
+        entry = self._entries.get(procedure_code) or {}
+        return NationalProcedure(
+            national_code=entry.get("national_code") or procedure_code,
+            name=entry.get("name") or procedure_name or "",
+            field_code=entry.get("field_code") or "",
+            field_name=entry.get("field_name") or "",
+        )
+
+
+class NationalCatalogue(DependencyProvider):
+    """Loads the catalogue in ``setup()``; a malformed file stops start-up, as in dossier."""
+
+    def setup(self):
+        self.codes = NationalCodes.load(get_str(self.container.config, "DOSSIER_PROCEDURES_FILE"))
+
+    def get_dependency(self, worker_ctx):
+        return self.codes

@@ -1,0 +1,66 @@
+"""Nameko entrypoints of portal_sync: record what changed, answer statistics, expose metrics."""
+from nameko.rpc import rpc
+from nameko.web.handlers import http
+from prometheus_client import Gauge
+
+from portal_shared.db import Database
+from portal_shared.errors import ValidationError, load
+from portal_shared.events import reliable_event_handler
+from portal_shared.health import HealthEndpoints, Monitoring
+from portal_shared.logs import WorkerLogContext
+from portal_sync import use_cases
+from portal_sync.catalogue import NationalCatalogue
+from portal_sync.delivery import PortalDelivery
+from portal_sync.dossiers import Dossiers
+from portal_sync.orm import Base  # noqa: F401  (tables known to Alembic autogenerate)
+from portal_sync.schemas import PaymentEventSchema, StatusChangedSchema
+
+SYNC_DOSSIERS = Gauge("portal_sync_dossiers", "Dossiers by synchronisation state", ["state"])
+OLDEST_PENDING = Gauge("portal_sync_oldest_pending_seconds", "Age of the oldest change not yet at the portal")
+
+
+class PortalSyncService(HealthEndpoints):
+    name = "portal_sync"
+
+    log = WorkerLogContext()
+    db = Database(migrations="portal_sync:migrations", relay_events=False)
+    monitoring = Monitoring()
+    catalogue = NationalCatalogue()
+    dossiers = Dossiers()
+    delivery = PortalDelivery()
+
+    @reliable_event_handler("dossier", "dossier_status_changed")
+    def on_dossier_status_changed(self, payload):
+        event = load(StatusChangedSchema(), payload)
+        if use_cases.record_status_change(self.db, "portal_sync.on_dossier_status_changed", event):
+            self.delivery.wake()
+        self.log.info("dossier_change_recorded", dossier_code=event["dossier_code"], status=event["new_status"])
+
+    @reliable_event_handler("payment", "payment_succeeded")
+    def on_payment_succeeded(self, payload):
+        event = load(PaymentEventSchema(), payload)
+        if use_cases.record_payment(self.db, "portal_sync.on_payment_succeeded", event):
+            self.delivery.wake()
+        self.log.info("fee_recorded", dossier_code=event["dossier_code"], txn_ref=event["txn_ref"])
+
+    @reliable_event_handler("payment", "payment_refunded")
+    def on_payment_refunded(self, payload):
+        event = load(PaymentEventSchema(), payload)
+        if use_cases.record_payment(self.db, "portal_sync.on_payment_refunded", event, refunded=True):
+            self.delivery.wake()
+        self.log.info("refund_recorded", dossier_code=event["dossier_code"], txn_ref=event["txn_ref"])
+
+    @rpc(expected_exceptions=(ValidationError,))
+    def sync_stats(self):
+        return use_cases.sync_stats(self.db)
+
+    @http("GET", "/metrics")
+    def metrics(self, request):
+        try:
+            stats = use_cases.sync_stats(self.db)
+            for state in ("synced", "pending", "parked"):
+                SYNC_DOSSIERS.labels(state).set(stats[state])
+            OLDEST_PENDING.set(stats["oldest_pending_seconds"])
+        except Exception:  # the database being away shows on /readyz; metrics still answer
+            pass
+        return HealthEndpoints.metrics(self, request)
