@@ -30,6 +30,7 @@ log = get_logger(__name__)
 
 ANSWER_LIMIT = 4000  # characters of a portal answer kept for the operator
 BACKFILL_JOB = "backfill"
+STEPS_PER_CALL = 500  # CapNhatTienDoHoSoMC entries per call; a dossier's entries stay in order across calls
 
 
 # --- what the events tell us -------------------------------------------------------------------------
@@ -173,18 +174,19 @@ class Delivery:
             self.client.sync_dossiers([self._record(row, fees) for row in known], updating=True)
             for row in known:
                 row.sent_status = row.snapshot["status"]
-        steps = []
+        steps = [(row, entry) for row in rows for entry in progress_entries(row.snapshot, row.steps_sent)]
+        for start in range(0, len(steps), STEPS_PER_CALL):
+            chunk = steps[start:start + STEPS_PER_CALL]
+            self.client.update_progress([entry for _, entry in chunk])
+            for row, _ in chunk:  # counted per accepted call: a later failure resends only the rest
+                row.steps_sent += 1
+            self.outcome["calls"] += 1
         for row in rows:
-            steps.extend(progress_entries(row.snapshot, row.steps_sent))
-        if steps:
-            self.client.update_progress(steps)
-        for row in rows:
-            row.steps_sent = max(row.steps_sent, len(row.snapshot.get("history") or []))
             row.pending, row.pending_since, row.next_attempt_at = False, None, None
             row.attempts, row.last_error, row.synced_at = 0, None, self.now
         self.outcome["delivered"] += len(rows)
         self.outcome["steps"] += len(steps)
-        self.outcome["calls"] += bool(first_seen) + bool(known) + bool(steps)
+        self.outcome["calls"] += bool(first_seen) + bool(known)
 
     def defer_rest(self, rows, error):
         for row in rows:
