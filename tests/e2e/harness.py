@@ -23,7 +23,7 @@ from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
-SERVICES = ("dossier", "payment", "notify")
+SERVICES = ("dossier", "payment", "notify", "portal_sync")
 
 # short timers so a flow takes seconds (the production defaults are minutes)
 FAST_TIMERS = {
@@ -35,6 +35,8 @@ FAST_TIMERS = {
     "EVENT_RETRY_BACKOFF_SECONDS": "0.5",
     "SANDBOX_IPN_RETRY_SECONDS": "1",
     "SANDBOX_RECEIPT_DELAY_SECONDS": "0.2",
+    "PORTAL_SYNC_TICK_SECONDS": "0.5",
+    "PORTAL_SYNC_BACKOFF_SECONDS": "0.5",
 }
 
 
@@ -212,6 +214,10 @@ class Stack:
             "SMTP_SECURITY": "none",
             "SMTP_USERNAME": "",
             "SMTP_PASSWORD": "",
+            "NATIONAL_PORTAL_URL": sandbox,
+            "NATIONAL_PORTAL_USERNAME": "e2e-lgsp",
+            "NATIONAL_PORTAL_PASSWORD": "e2e-lgsp-password",
+            "NATIONAL_PORTAL_AGENCY_CODE": "000.00.00.H29",
             **FAST_TIMERS,
         })
         for service, database in self.databases.items():
@@ -278,3 +284,7 @@ class Stack:
 
     def gateway_state(self):
         return requests.get(f"{self.sandbox_url}/payments.json", timeout=5).json()
+
+    def national_portal(self):
+        """The fake national portal's view: ``{dossiers, progress, calls, rejected, format_errors, logins}``."""
+        return requests.get(f"{self.sandbox_url}/national-portal.json", timeout=5).json()

@@ -1,5 +1,6 @@
 """The sandbox's WSGI application: one URL map over every fake provider and the outbox pages."""
 import json
+import os
 
 from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import Map, Rule
@@ -9,6 +10,7 @@ from notify.fakes import ESMS_PATH, SPEEDSMS_PATH
 from payment.gateways.momo import CREATE_PATH, QUERY_PATH, REFUND_PATH
 from sandbox import pages
 from sandbox.messaging import SandboxEsms, SandboxSpeedSms
+from sandbox.national_portal import SandboxNationalPortal
 from sandbox.payments import SandboxMomo, SandboxVnpay
 
 
@@ -29,6 +31,7 @@ class SandboxApp:
         self.momo = SandboxMomo(settings, self.store)
         self.esms = SandboxEsms(settings, self.store)
         self.speedsms = SandboxSpeedSms(settings, self.store)
+        self.national_portal = SandboxNationalPortal(settings, os.environ.get("DOSSIER_PROCEDURES_FILE"))
         self.urls = Map([
             Rule("/", endpoint=self.outbox_html, methods=["GET"]),
             Rule("/outbox", endpoint=self.outbox_html, methods=["GET"]),
@@ -47,10 +50,23 @@ class SandboxApp:
             Rule("/momo/pay/<order_id>", endpoint=self.momo.checkout, methods=["GET", "POST"]),
             Rule(ESMS_PATH, endpoint=self.esms.send, methods=["POST"]),
             Rule(SPEEDSMS_PATH, endpoint=self.speedsms.send, methods=["POST"]),
+            Rule(settings.national_portal_auth_path, endpoint=self.national_portal.serve, methods=["POST"]),
+            Rule(settings.national_portal_integration_path, endpoint=self.national_portal.serve, methods=["POST"]),
+            Rule("/national-portal.json", endpoint=self.national_portal_json, methods=["GET"]),
+            Rule("/_sandbox/national-portal/faults", endpoint=self.national_portal_faults, methods=["POST"]),
         ])
 
     def outbox_html(self, request):
-        return Response(pages.outbox_page(self.store.outbox()), mimetype="text/html")
+        return Response(pages.outbox_page(self.store.outbox(), self.national_portal.state()), mimetype="text/html")
+
+    def national_portal_json(self, request):
+        """What the fake national portal holds: dossiers, progress per dossier, calls, refusals, format errors."""
+        return json_response(self.national_portal.state())
+
+    def national_portal_faults(self, request):
+        body = request.get_json(force=True, silent=True)
+        error = self.national_portal.fault(body if isinstance(body, dict) else {})
+        return json_response({"error": error}, 400) if error else json_response({"status": "ok"})
 
     def outbox_json(self, request):
         """Messages newest first; ``?channel=sms|email``, ``?to=``, ``?provider=``, ``?contains=`` filter."""

@@ -18,6 +18,9 @@ DUMMY = {
     "ESMS_BRANDNAME": "DVCSANDBOX",
     "SPEEDSMS_ACCESS_TOKEN": "sandbox-speedsms-token",
     "SPEEDSMS_SENDER": "DVCSANDBOX",
+    "NATIONAL_PORTAL_USERNAME": "sandbox-lgsp",
+    "NATIONAL_PORTAL_PASSWORD": "sandbox-lgsp-password",
+    "NATIONAL_PORTAL_AGENCY_CODE": "000.00.00.H26",
 }
 DEFAULT_HTTP_ADDRESS = "127.0.0.1:8090"
 DEFAULT_SMTP_ADDRESS = "127.0.0.1:2525"
@@ -57,6 +60,11 @@ class Settings:
     ipn_retry_seconds: float = 2.0
     ipn_attempts: int = 5
     receipt_delay_seconds: float = 0.3
+    national_portal_username: str = DUMMY["NATIONAL_PORTAL_USERNAME"]
+    national_portal_password: str = DUMMY["NATIONAL_PORTAL_PASSWORD"]
+    national_portal_agency_code: str = DUMMY["NATIONAL_PORTAL_AGENCY_CODE"]
+    national_portal_auth_path: str = "/api/login"
+    national_portal_integration_path: str = "/api/integration"
 
     @classmethod
     def from_env(cls, environ=None):
@@ -89,4 +97,9 @@ class Settings:
             speedsms_sender=get("SPEEDSMS_SENDER", DUMMY["SPEEDSMS_SENDER"]),
             ipn_retry_seconds=float(get("SANDBOX_IPN_RETRY_SECONDS", "2")),
             receipt_delay_seconds=float(get("SANDBOX_RECEIPT_DELAY_SECONDS", "0.3")),
+            national_portal_username=get("NATIONAL_PORTAL_USERNAME", DUMMY["NATIONAL_PORTAL_USERNAME"]),
+            national_portal_password=get("NATIONAL_PORTAL_PASSWORD", DUMMY["NATIONAL_PORTAL_PASSWORD"]),
+            national_portal_agency_code=get("NATIONAL_PORTAL_AGENCY_CODE", DUMMY["NATIONAL_PORTAL_AGENCY_CODE"]),
+            national_portal_auth_path=get("NATIONAL_PORTAL_AUTH_PATH", "/api/login"),
+            national_portal_integration_path=get("NATIONAL_PORTAL_INTEGRATION_PATH", "/api/integration"),
         )

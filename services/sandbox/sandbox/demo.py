@@ -1,9 +1,10 @@
 """``make demo``: one dossier from submission through a VNPay payment to the returned result.
 
-Runs against a running ``make run`` (the three services and the sandbox):
+Runs against a running ``make run`` (the services and the sandbox):
 RPC through ``ClusterRpcProxy`` on ``AMQP_URI``, the citizen's clicks against
 the sandbox's pay page, and after every step the SMS and e-mails the citizen
-received, read from the sandbox's ``/outbox.json``.
+received, read from the sandbox's ``/outbox.json``; at the end, the dossier as
+the (sandbox) national portal received it from portal_sync.
 """
 import eventlet
 
@@ -128,7 +129,31 @@ class Demo:
         print("\n== History")
         for entry in dossier["history"]:
             print(f"   {entry['at'][:19]}  {entry['status']:<18} {entry['actor'] or ''}")
-        print(f"\nOutbox: {self.sandbox_url}/outbox")
+        self.national_portal(len(dossier["history"]))
+        print(f"\nOutbox (messages and the national portal's view): {self.sandbox_url}/outbox")
+
+    def national_portal(self, steps):
+        """What portal_sync reported to the (sandbox) national portal about the demo dossier."""
+        print("\n== The national portal's view (DongBoHoSoMC + CapNhatTienDoHoSoMC from portal_sync)")
+
+        def arrived():
+            view = requests.get(f"{self.sandbox_url}/national-portal.json", timeout=5).json()
+            progress = view["progress"].get(self.code, [])
+            return len(progress) >= steps and self.code in view["dossiers"] and view
+
+        try:
+            view = self.wait("portal_sync to report the dossier", arrived, timeout=20)
+        except SystemExit:
+            print("   (not reported: is the portal_sync process running with NATIONAL_PORTAL_URL set?)")
+            return
+        record = view["dossiers"][self.code]
+        fees = ", ".join(f"{fee['Gia']} đ ({fee['HinhThucThu']})" for fee in record["DanhSachLePhi"]) or "-"
+        print(f"   MaHoSo {record['MaHoSo']}, MaTTHC {record['MaTTHC']} ({record['TenTTHC']}), "
+              f"TrangThaiHoSo {record['TrangThaiHoSo']}, hẹn trả {record['NgayHenTra']}, trả {record['NgayTra']}")
+        print(f"   lệ phí: {fees}")
+        for entry in view["progress"][self.code]:
+            print(f"   {entry['ThoiDiemXuLy']}  TrangThai {entry['TrangThai']:>2}  {entry['NguoiXuLy']:<16} "
+                  f"{entry['NoiDungXuLy']}")
 
     def _start_payment(self):
         try:

@@ -39,7 +39,30 @@ def error_page(brand, message):
     return page(f"{brand} sandbox", f"<h1>{escape(brand)} sandbox</h1><p>{escape(message)}</p>")
 
 
-def outbox_page(messages):
+def national_portal_section(state):
+    """The national portal's view of each dossier: its record's status and the progress received."""
+    if state is None:
+        return ""
+    rows = []
+    for code, record in sorted(state["dossiers"].items(), key=lambda item: item[0], reverse=True)[:200]:
+        steps = " → ".join(entry.get("TrangThai", "?") for entry in state["progress"].get(code, []))
+        fees = ", ".join(vnd(fee.get("Gia", 0)) for fee in record.get("DanhSachLePhi") or [])
+        rows.append(
+            f"<tr><td>{escape(code)}</td><td>{escape(str(record.get('MaTTHC', '')))}</td>"
+            f"<td>{escape(str(record.get('TrangThaiHoSo', '')))}</td><td>{escape(steps)}</td>"
+            f"<td>{escape(fees)}</td></tr>"
+        )
+    table = "".join(rows) or '<tr><td colspan="5">Chưa có hồ sơ nào được đồng bộ.</td></tr>'
+    return (
+        "<h1>Cổng DVC quốc gia (giả lập): hồ sơ đã đồng bộ</h1>"
+        f'<p class="note">{state["logins"]} lần đăng nhập, {len(state["calls"])} lần gọi, '
+        f'{len(state["rejected"])} lần từ chối. JSON: <a href="/national-portal.json">/national-portal.json</a></p>'
+        "<table><tr><th>Mã hồ sơ</th><th>MaTTHC</th><th>Trạng thái</th><th>Tiến độ (TrangThai)</th>"
+        f"<th>Lệ phí</th></tr>{table}</table>"
+    )
+
+
+def outbox_page(messages, national_portal=None):
     rows = []
     for message in messages:
         if message["channel"] == "email":
@@ -57,5 +80,6 @@ def outbox_page(messages):
         '<p class="note">Mới nhất ở trên; tự làm mới mỗi 5 giây. JSON: <a href="/outbox.json">/outbox.json</a>, '
         'giao dịch: <a href="/payments.json">/payments.json</a></p>'
         f"<table><tr><th>Lúc</th><th>Kênh</th><th>Người nhận</th><th>Nội dung</th></tr>{table}</table>"
+        + national_portal_section(national_portal)
     )
     return page("Sandbox outbox", body, refresh=5)
