@@ -23,6 +23,6 @@ SQL
     echo "init: created role and database $service"
 }
 
-for service in dossier payment notify; do
+for service in dossier payment notify portal_sync; do
     create_service_database "$service"
 done

@@ -22,6 +22,13 @@ class DossierMissing(Exception):
     """The dossier service does not know this dossier."""
 
 
+class PortalSyncRpcProxy(ClusterRpcProxy):
+    """A cluster proxy whose reply queue is ``rpc.reply-portal_sync-<uuid>`` (the broker user's own)."""
+
+    class ServiceContainer(ClusterRpcProxy.ServiceContainer):
+        service_name = "portal_sync"
+
+
 def caller_context(config):
     """Nameko context data for our calls: the caller's identity goes here, and only here."""
     return {}
@@ -62,7 +69,7 @@ class DossierDirectory:
     @contextmanager
     def open(self):
         try:
-            proxy = ClusterRpcProxy(self.config, context_data=caller_context(self._full_config),
+            proxy = PortalSyncRpcProxy(self.config, context_data=caller_context(self._full_config),
                                     timeout=self.timeout)
             client = proxy.start()
         except Exception as exc:
