@@ -50,3 +50,50 @@ def test_a_dossiers_whole_life_reaches_the_portal_in_order(dossier_service, star
     progress = national_portal.progress[code]
     assert [entry["NguoiXuLy"] for entry in progress][-2:] == ["can-bo-xu-ly", "can-bo-mot-cua"]
     assert all(len(entry["ThoiDiemXuLy"]) == 14 for entry in progress)
+
+
+def test_without_a_portal_url_changes_are_kept_and_sent_once_it_is_set(dossier_service, start_sync, national_portal,
+                                                                       rabbit_config, applicant):
+    unconfigured = start_sync(NATIONAL_PORTAL_URL="")
+    with rpc_proxy(rabbit_config) as rpc:
+        code = rpc.dossier.submit_dossier("KHAISINH-01", applicant)["code"]
+        rpc.dossier.act_on_dossier(code, "accept", "can-bo")
+        rpc.dossier.act_on_dossier(code, "start", "can-bo")
+        wait_for(lambda: rpc.portal_sync.sync_stats()["pending"] == 1, timeout=10, message="the change kept")
+        unconfigured.stop()
+        assert national_portal.calls == [] and national_portal.logins == 0
+
+        start_sync()
+        wait_for(lambda: national_portal.statuses(code) == ["1", "2", "4"], timeout=15,
+                 message="the kept changes sent")
+        wait_for(lambda: rpc.portal_sync.sync_stats()["synced"] == 1, timeout=10, message="synced")
+
+
+def test_a_late_or_repeated_event_neither_repeats_nor_reorders_a_step(dossier_service, start_sync, national_portal,
+                                                                      rabbit_config, applicant):
+    from nameko.standalone.events import event_dispatcher
+
+    import eventlet
+
+    start_sync()
+    with rpc_proxy(rabbit_config) as rpc:
+        code = rpc.dossier.submit_dossier("KHAISINH-01", applicant)["code"]
+        for action in ("accept", "start", "finish"):
+            rpc.dossier.act_on_dossier(code, action, "can-bo")
+        wait_for(lambda: national_portal.statuses(code) == ["1", "2", "4", "9"], timeout=15, message="delivered")
+        late = {"event_id": str(uuid.uuid4()), "occurred_at": isoformat(utcnow()), "dossier_code": code,
+                "old_status": "submitted", "new_status": "accepted", "status_code": 2}
+        dispatch = event_dispatcher(rabbit_config)
+        dispatch("dossier", "dossier_status_changed", late)  # an old change arriving late...
+        dispatch("dossier", "dossier_status_changed", late)  # ...and redelivered
+        calls = len(national_portal.calls)
+        wait_for(lambda: len(national_portal.calls) > calls, timeout=10, message="the record refreshed")
+        eventlet.sleep(1.0)
+        rpc.dossier.act_on_dossier(code, "return_result", "can-bo")
+        wait_for(lambda: national_portal.statuses(code) == ["1", "2", "4", "9", "10"], timeout=15,
+                 message="the last step")
+    assert national_portal.dossiers[code]["TrangThaiHoSo"] == "10"
+    updates = [call for call in national_portal.calls if call["service"] == "DongBoHoSoMC"]
+    assert all(item["TrangThaiHoSo"] in ("1", "2", "4", "9", "10") for call in updates for item in call["data"])
+    assert [item["TrangThaiHoSo"] for call in updates for item in call["data"]] == sorted(
+        [item["TrangThaiHoSo"] for call in updates for item in call["data"]], key=int)  # never backwards
