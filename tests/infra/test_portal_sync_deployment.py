@@ -36,9 +36,7 @@ def test_kubernetes_gives_portal_sync_exactly_its_variables_with_credentials_in_
     for resource in yaml.safe_load((K8S_DIR / "kustomization.yaml").read_text())["resources"]:
         documents += [(resource, doc) for doc in yaml.safe_load_all((K8S_DIR / resource).read_text()) if doc]
     deployment = k8s_objects(documents, "Deployment")["portal-sync"]
-    environment = {
-        name: source for name, source in k8s_environment(documents, "portal-sync").items()
-    } if "portal-sync" in k8s_objects(documents, "Deployment") else {}
+    environment = k8s_environment(documents, "portal-sync")
     assert set(environment) == VARIABLES
     for name, (kind, _) in environment.items():
         assert kind == ("Secret" if name in SECRETS else "ConfigMap"), name

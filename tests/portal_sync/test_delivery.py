@@ -1,8 +1,6 @@
 """A dossier's life reaches the fake national portal in order, whatever the adapter does meanwhile."""
 import uuid
 
-import pytest
-
 from portal_shared.timeutil import isoformat, utcnow
 from tests.helpers import rpc_proxy, wait_for
 

@@ -109,3 +109,10 @@ def test_the_client_tells_temporary_failures_from_refusals(client, national_port
     nowhere = NationalPortalClient(PortalSettings("http://127.0.0.1:9", timeout_seconds=0.5))
     with pytest.raises(PortalUnavailable):
         nowhere.look_up("X")
+
+
+def test_an_http_error_without_the_adapters_error_code_is_not_a_refusal(national_portal):
+    wrong_path = NationalPortalClient(PortalSettings(national_portal.base_url, integration_path="/api/wrong",
+                                                     username=USERNAME, password=PASSWORD, agency_code=AGENCY))
+    with pytest.raises(PortalUnavailable, match="HTTP 404"):
+        wrong_path.look_up("X")

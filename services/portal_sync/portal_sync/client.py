@@ -5,7 +5,8 @@ again when a call answers that the session expired (``error_code`` 401), then
 repeats the call once. Outcomes are classed the way delivery needs them:
 
 - ``PortalUnavailable``: HTTP 5xx, a timeout, a refused connection, an answer
-  that is not JSON, a failed login: temporary, retry later.
+  that is not JSON, an HTTP error without the adapter's ``error_code``, a
+  failed login: temporary, retry later.
 - ``PortalRefused``: any other non-zero ``error_code``: the portal does not
   accept what was sent; ``answer`` keeps the portal's reply for an operator.
 """
@@ -95,7 +96,10 @@ class NationalPortalClient:
         if not isinstance(answer, dict):
             raise PortalUnavailable("adapter answered something other than a JSON object")
         if response.status_code >= 400 and _code(answer) in OK_CODES | {""}:
-            answer = {**answer, "error_code": str(response.status_code)}
+            if response.status_code != 401:
+                # No error code of the adapter's: a proxy or a wrong path, not a verdict on a dossier.
+                raise PortalUnavailable(f"adapter answered HTTP {response.status_code}")
+            answer = {**answer, "error_code": SESSION_EXPIRED}
         return answer
 
     def login(self):

@@ -135,7 +135,7 @@ class FakeNationalPortal:
             return 200, self._login(request)
         if path == self.integration_path:
             return 200, self._integration(request)
-        return 404, {"error_code": "404", "message": "not found"}
+        return 404, {"message": "not found"}  # the web server, not the adapter
 
     def _login(self, request):
         if request.get("username") != self.username or request.get("password") != self.password:
