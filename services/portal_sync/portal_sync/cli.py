@@ -63,18 +63,23 @@ def run_backfill(uow, directory, page_size=500, restart=False, out=sys.stdout, p
     if cursor:
         print(f"resuming the backfill at dossier {cursor}", file=out)
     added = 0
-    with directory.open() as dossiers:
-        page = dossiers.page(page_size, cursor)
-        with tqdm(total=page["total"], initial=min(cursor, page["total"]), unit="dossier", disable=not progress,
-                  file=sys.stderr, desc="backfill") as bar:
-            while page["items"]:
-                cursor += len(page["items"])
-                added += use_cases.backfill_page(uow, page["items"], cursor, page["total"])
-                bar.total = page["total"]
-                bar.update(len(page["items"]))
-                if cursor >= page["total"]:
-                    break
-                page = dossiers.page(page_size, cursor)
+
+    def read(offset):
+        # A connection (and so a caller token) per page: a backfill of millions outlives any token.
+        with directory.open() as dossiers:
+            return dossiers.page(page_size, offset)
+
+    page = read(cursor)
+    with tqdm(total=page["total"], initial=min(cursor, page["total"]), unit="dossier", disable=not progress,
+              file=sys.stderr, desc="backfill") as bar:
+        while page["items"]:
+            cursor += len(page["items"])
+            added += use_cases.backfill_page(uow, page["items"], cursor, page["total"])
+            bar.total = page["total"]
+            bar.update(len(page["items"]))
+            if cursor >= page["total"]:
+                break
+            page = read(cursor)
     use_cases.finish_backfill(uow)
     print(f"backfill finished: {cursor} dossiers read, {added} newly tracked", file=out)
     return added
