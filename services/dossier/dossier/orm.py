@@ -1,6 +1,6 @@
 """Tables of the dossier service and the repository mapping them to the domain."""
 import sqlalchemy as sa
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, selectinload
 
 from dossier.domain.model import Applicant, Dossier, HistoryEntry, Procedure, Status
 from portal_shared.db import UtcDateTime
@@ -115,7 +115,7 @@ class DossierRepository:
         total = self.session.execute(sa.select(sa.func.count()).select_from(DossierRow).where(*conditions)).scalar_one()
         rows = self.session.execute(
             sa.select(DossierRow).where(*conditions).order_by(DossierRow.submitted_at.desc(), DossierRow.id.desc())
-            .limit(limit).offset(offset)
+            .limit(limit).offset(offset).options(selectinload(DossierRow.history))
         ).scalars().all()
         return [to_domain(row) for row in rows], total
 
