@@ -116,3 +116,23 @@ def test_an_http_error_without_the_adapters_error_code_is_not_a_refusal(national
                                                      username=USERNAME, password=PASSWORD, agency_code=AGENCY))
     with pytest.raises(PortalUnavailable, match="HTTP 404"):
         wrong_path.look_up("X")
+
+
+def test_the_catalogue_command_names_procedures_the_portal_does_not_know(national_portal, portal_settings,
+                                                                        sync_database, monkeypatch):
+    import io
+
+    from portal_sync import cli
+
+    for name, value in {**portal_settings, "PORTAL_SYNC_DATABASE_URL": sync_database.url}.items():
+        monkeypatch.setenv(name, str(value))
+    out = io.StringIO()
+    assert cli.main(["catalogue"], out=out) == 0
+    assert "0 of 4 procedures unknown to the portal" in out.getvalue()
+    national_portal.procedures.pop("GPLX-DOI")  # no national code in our catalogue, its own unknown nationally
+    out = io.StringIO()
+    assert cli.main(["catalogue"], out=out) == 1
+    report = out.getvalue()
+    assert "LLTP-01: MaTTHC 1.000001-mau = Cấp Phiếu lý lịch tư pháp (MaLinhVuc LLTP; ours LLTP)" in report
+    assert "GPLX-DOI: MaTTHC GPLX-DOI unknown to the portal" in report
+    assert "1 of 4 procedures unknown to the portal" in report

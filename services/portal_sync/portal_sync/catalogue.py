@@ -19,6 +19,9 @@ class NationalCodes:
     def load(cls, path=None):
         return cls(load_catalogue(path or None, parse=parse_national_codes))
 
+    def procedure_codes(self):
+        return list(self._entries)
+
     def procedure(self, procedure_code, procedure_name=""):
         """The national view of a procedure; an unknown code is reported under its own code."""
         entry = self._entries.get(procedure_code) or {}

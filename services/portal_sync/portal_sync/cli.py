@@ -9,6 +9,8 @@
     portal-sync backfill [--page-size N] [--restart]
                                              track every existing dossier (resumable; progress bar)
     portal-sync drift [--sample N | --all]   TraCuuHoSo and resend what differs at the portal
+    portal-sync catalogue                    LayThuTuc for each catalogue procedure: unknown national codes
+                                             (which the portal would refuse) before any dossier is parked
 
 Configured by the service's environment variables (``PORTAL_SYNC_DATABASE_URL``,
 ``AMQP_URI``, ``NATIONAL_PORTAL_*``). The running service does the sending:
@@ -30,13 +32,14 @@ from portal_shared.config import env_or  # noqa: E402
 from portal_shared.db import UnitOfWork, create_db_engine, upgrade_database  # noqa: E402
 from portal_shared.logs import configure_logging  # noqa: E402
 from portal_sync import use_cases  # noqa: E402
+from portal_sync.catalogue import NationalCodes  # noqa: E402
 from portal_sync.client import NationalPortalClient, PortalError, PortalSettings  # noqa: E402
 from portal_sync.dossiers import DossierDirectory, DossierUnavailable  # noqa: E402
 
 DEFAULT_DATABASE_URL = "sqlite:///var/portal_sync.db"
 CONFIG_KEYS = ("NATIONAL_PORTAL_URL", "NATIONAL_PORTAL_AUTH_PATH", "NATIONAL_PORTAL_INTEGRATION_PATH",
                "NATIONAL_PORTAL_USERNAME", "NATIONAL_PORTAL_PASSWORD", "NATIONAL_PORTAL_AGENCY_CODE",
-               "PORTAL_SYNC_HTTP_TIMEOUT_SECONDS")
+               "PORTAL_SYNC_HTTP_TIMEOUT_SECONDS", "DOSSIER_PROCEDURES_FILE")
 
 
 def environment_config(environ=None):
@@ -116,6 +119,24 @@ def run_drift(uow, client, sample=None, out=sys.stdout, progress=True):
     return report
 
 
+def run_catalogue_check(codes, client, out=sys.stdout):
+    """Look every catalogue procedure up at the portal; returns the procedure codes it does not know."""
+    unknown = []
+    for procedure_code in codes.procedure_codes():
+        procedure = codes.procedure(procedure_code)
+        found = client.procedure(procedure.national_code)
+        if not found:
+            unknown.append(procedure_code)
+            print(f"{procedure_code}: MaTTHC {procedure.national_code} unknown to the portal", file=out)
+            continue
+        fields = found.get("LINHVUCTHUCHIEN") or [{}]
+        field = fields[0] if isinstance(fields, list) and fields else {}
+        print(f"{procedure_code}: MaTTHC {procedure.national_code} = {found.get('TENTTHC', '')}"
+              f" (MaLinhVuc {field.get('MALINHVUC', '') or '-'}; ours {procedure.field_code or '-'})", file=out)
+    print(f"{len(unknown)} of {len(codes.procedure_codes())} procedures unknown to the portal", file=out)
+    return unknown
+
+
 def parser():
     root = argparse.ArgumentParser(prog="portal-sync", description=__doc__.split("\n\n")[0])
     commands = root.add_subparsers(dest="command", required=True)
@@ -137,6 +158,7 @@ def parser():
     scope.add_argument("--sample", type=int, default=100, help="how many synchronised dossiers (default 100)")
     scope.add_argument("--all", action="store_true", help="every synchronised dossier")
     drift.add_argument("--no-progress", action="store_true")
+    commands.add_parser("catalogue", help="check the catalogue's national codes at the portal (LayThuTuc)")
     return root
 
 
@@ -173,11 +195,14 @@ def main(argv=None, out=sys.stdout):
         elif args.command == "backfill":
             run_backfill(uow, DossierDirectory(config), args.page_size, args.restart, out=out,
                          progress=not args.no_progress)
-        elif args.command == "drift":
+        elif args.command in ("drift", "catalogue"):
             settings = PortalSettings.from_config(config)
             if not settings.configured:
-                print("portal-sync drift: NATIONAL_PORTAL_URL is not set", file=sys.stderr)
+                print(f"portal-sync {args.command}: NATIONAL_PORTAL_URL is not set", file=sys.stderr)
                 return 2
+            if args.command == "catalogue":
+                codes = NationalCodes.load(os.environ.get("DOSSIER_PROCEDURES_FILE"))
+                return 1 if run_catalogue_check(codes, NationalPortalClient(settings), out=out) else 0
             run_drift(uow, NationalPortalClient(settings), None if args.all else args.sample, out=out,
                       progress=not args.no_progress)
         return 0
