@@ -52,6 +52,7 @@ def test_the_demo_shows_the_national_portals_view_of_its_dossier(stack):
                           timeout=180)
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     out = demo.stdout
+    print(out)  # shown with pytest -s: what `make demo` prints
     assert "The national portal's view" in out, out[-3000:]
     view = out.split("The national portal's view", 1)[1]
     assert "TrangThaiHoSo 10" in view and "MaTTHC 1.000001-mau" in view
