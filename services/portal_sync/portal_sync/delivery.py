@@ -38,6 +38,7 @@ class PortalDelivery(DependencyProvider):
         self.backoff_seconds = get_float(config, "PORTAL_SYNC_BACKOFF_SECONDS", 2.0)
         self.max_backoff_seconds = get_float(config, "PORTAL_SYNC_MAX_BACKOFF_SECONDS", 300.0)
         self._wake = threading.Event()
+        self._stopping = threading.Event()
         self._running = False
         if not self.settings.configured:
             log.warning("national_portal_not_configured",
@@ -53,6 +54,7 @@ class PortalDelivery(DependencyProvider):
 
     def stop(self):
         self._running = False
+        self._stopping.set()
         self._wake.set()
 
     def kill(self):
@@ -65,8 +67,6 @@ class PortalDelivery(DependencyProvider):
         return self
 
     def _delay(self, failures):
-        if failures == 0:
-            return self.tick_seconds
         return min(self.max_backoff_seconds, self.backoff_seconds * 2 ** (failures - 1))
 
     def run(self):
@@ -77,7 +77,10 @@ class PortalDelivery(DependencyProvider):
         uow = UnitOfWork(database.sessionmaker, None)
         failures = 0
         while self._running:
-            self._wake.wait(self._delay(failures))
+            if failures:  # backing off: an event arriving meanwhile does not cut the wait short
+                self._stopping.wait(self._delay(failures))
+            else:
+                self._wake.wait(self.tick_seconds)
             self._wake.clear()
             if not self._running:
                 break

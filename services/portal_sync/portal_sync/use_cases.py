@@ -189,9 +189,11 @@ class Delivery:
         self.outcome["calls"] += bool(first_seen) + bool(known)
 
     def defer_rest(self, rows, error):
+        """The adapter is away: the caller backs off as a whole, so once it is back every row is due at once."""
         for row in rows:
             if row.pending and row.parked_at is None:
-                _defer(row, error, self.now, self.backoff_seconds, self.max_backoff_seconds)
+                row.attempts = (row.attempts or 0) + 1
+                row.last_error = str(error)[:1000]
                 self.outcome["deferred"] += 1
 
 
