@@ -58,6 +58,10 @@ class ActOnDossierSchema(Schema):
     note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
 
 
+class DossierCodeSchema(Schema):
+    code = fields.String(required=True, validate=validate.Length(min=1, max=32))
+
+
 class ListDossiersSchema(Schema):
     applicant_id_number = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(CITIZEN_ID))
     status = fields.String(load_default=None, allow_none=True, validate=validate.OneOf([s.value for s in Status]))

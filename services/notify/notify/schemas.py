@@ -39,6 +39,10 @@ class SendNotificationSchema(Schema):
         return data
 
 
+class ReferenceSchema(Schema):
+    reference = fields.String(required=True, validate=validate.Length(min=1, max=64))
+
+
 class ApplicantContactSchema(Schema):
     class Meta:
         unknown = EXCLUDE

@@ -47,6 +47,7 @@ class DossierStatusChangedSchema(Schema):
     old_status = fields.String(load_default=None, allow_none=True)
     fee_amount = fields.Integer(load_default=0, allow_none=True, validate=validate.Range(min=0))
     procedure_name = fields.String(load_default=None, allow_none=True)
+    agency_code = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=64))
 
     class Meta:
         unknown = "exclude"

@@ -160,14 +160,15 @@ def record_dossier_status(uow, consumer, event, call_id_stack=None, now=None):
             _insert_ignoring_conflict(session, charges, {
                 "dossier_code": dossier_code, "amount": event["fee_amount"], "status": ChargeStatus.due.value,
                 "procedure_name": event.get("procedure_name"), "source_event_id": event["event_id"],
-                "created_at": now, "updated_at": now,
+                "agency_code": event.get("agency_code"), "created_at": now, "updated_at": now,
             })
             charge = _lock_charge(session, dossier_code)
             if charge["status"] != ChargeStatus.paid.value:
                 session.execute(
                     charges.update().where(charges.c.dossier_code == dossier_code).values(
                         amount=event["fee_amount"], status=ChargeStatus.due.value, source_event_id=event["event_id"],
-                        procedure_name=event.get("procedure_name"), updated_at=now,
+                        procedure_name=event.get("procedure_name"), agency_code=event.get("agency_code"),
+                        updated_at=now,
                     )
                 )
         elif new_status in CLOSING_STATUSES:
