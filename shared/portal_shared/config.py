@@ -54,3 +54,22 @@ def env_or(key, default=None):
     """Read one environment variable, treating an empty value as unset."""
     value = os.environ.get(key, "")
     return value if value.strip() else default
+
+
+def dev_mode(config=None):
+    """Explicit developer mode (``PORTAL_DEV_MODE=1``, set by ``make run``): relaxes what only a
+    developer machine may do (sandbox secrets, http return URLs). Off unless asked for."""
+    value = (config or {}).get("PORTAL_DEV_MODE")
+    if value is None:
+        value = os.environ.get("PORTAL_DEV_MODE", "")
+    return str(value).strip().lower() in TRUE_WORDS
+
+
+def secret_from_env(config, key):
+    """A secret, verbatim: a test's config dict may hand it in; otherwise the environment, never YAML."""
+    if key in (config or {}) and not isinstance(config.get(key), str | None):
+        raise ConfigError(f"{key} must be text")
+    value = (config or {}).get(key)
+    if value is None:
+        value = os.environ.get(key, "")
+    return value if value.strip() else None
