@@ -36,6 +36,7 @@ def create_db_engine(url):
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
             poolclass=StaticPool if memory else None,
+            hide_parameters=True,  # a failed statement's message never carries names, addresses, form data
         )
 
         @sa.event.listens_for(engine, "connect")
@@ -52,7 +53,7 @@ def create_db_engine(url):
         # SQLAlchemy 2.1 picks psycopg 3 for a bare postgresql:// URL; psycopg2 is what
         # eventlet's monkey patching makes cooperative.
         parsed = parsed.set(drivername="postgresql+psycopg2")
-    return sa.create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return sa.create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True)
 
 
 def upgrade_database(engine, script_location):

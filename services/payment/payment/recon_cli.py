@@ -100,7 +100,7 @@ def _engine(url):
         from portal_shared.db import create_db_engine
 
         return create_db_engine(url)
-    return sa.create_engine(parsed.set(drivername="postgresql+psycopg2"), pool_pre_ping=True, pool_size=10,
+    return sa.create_engine(parsed.set(drivername="postgresql+psycopg2"), pool_pre_ping=True, hide_parameters=True, pool_size=10,
                             max_overflow=20)
 
 
