@@ -21,4 +21,9 @@ if [ -z "${AUTH_JWT_SECRET:-}" ]; then
     echo "make run: DEV MODE. AUTH_JWT_SECRET is a dev key from var/dev-auth-secret;" \
          "make tokens with: .venv/bin/portal-token --dev --sub <who> --role <role> ..." >&2
 fi
+if ! reason="$("$BIN/python" -m sandbox.guard)"; then
+    # real credentials are set: the sandbox (which signs "paid" IPNs for anything) must not run beside them
+    echo "make run: not starting the sandbox: $reason" >&2
+    exec "$BIN/honcho" start -f Procfile $(awk -F: '/^[a-z_]+:/ && $1 != "sandbox" {print $1}' Procfile)
+fi
 exec "$BIN/honcho" start -f Procfile "$@"
