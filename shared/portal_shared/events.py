@@ -23,6 +23,11 @@ ERROR_HEADER = "x-portal-error"
 ORIGIN_HEADER = "x-portal-origin-queue"
 
 
+class ParkEvent(Exception):
+    """Raised by a handler for an event that must not be applied, ever (a forged or unconfirmed one):
+    the message goes straight to the dead-letter queue with this reason, without retries."""
+
+
 def retry_queue_name(queue_name):
     return f"{queue_name}.retry"
 
@@ -77,7 +82,7 @@ class ReliableEventHandler(EventHandler):
         headers[ORIGIN_HEADER] = self.queue.name
         error = "".join(traceback.format_exception_only(exc_info[0], exc_info[1])).strip()[:1000]
         headers[ERROR_HEADER] = error
-        if attempts < self.max_attempts:
+        if attempts < self.max_attempts and not isinstance(exc_info[1], ParkEvent):
             target, expiration = self.retry_queue, self.backoff_seconds * 2 ** (attempts - 1)
         else:
             target, expiration = self.dead_letter_queue, None

@@ -1,4 +1,6 @@
 """Nameko entrypoints of the dossier service: validate, call one use case, dump."""
+from nameko.exceptions import RemoteError
+
 from dossier import permissions, use_cases
 from dossier.domain.model import InvalidTransition
 from dossier.orm import Base  # noqa: F401  (tables known to Alembic autogenerate)
@@ -13,14 +15,15 @@ from dossier.schemas import (
     dump_dossier,
 )
 from dossier.use_cases import DossierNotFound, UnknownProcedure
+from portal_shared.auth import CallerIdentity, ServiceRpcProxy
 from portal_shared.db import Database
-from portal_shared.auth import CallerIdentity
 from portal_shared.errors import Forbidden, Unauthorized, ValidationError, load
-from portal_shared.events import reliable_event_handler
+from portal_shared.events import ParkEvent, reliable_event_handler
 from portal_shared.health import HealthEndpoints, Monitoring
 from portal_shared.logs import WorkerLogContext
 from portal_shared.rpc import rpc
 
+PAID_STATUSES = ("succeeded", "refund_pending", "refunded")  # refunds only ever follow a success
 EXPECTED = (ValidationError, UnknownProcedure, DossierNotFound, InvalidTransition, Unauthorized, Forbidden)
 
 
@@ -32,6 +35,7 @@ class DossierService(HealthEndpoints):
     monitoring = Monitoring()
     catalogue = ProcedureCatalogue()
     caller = CallerIdentity()
+    payment_rpc = ServiceRpcProxy("payment")  # confirms payment events, with dossier's own service token
 
     @rpc(expected_exceptions=EXPECTED)
     def submit_dossier(self, procedure_code, applicant, form_data=None):
@@ -80,6 +84,33 @@ class DossierService(HealthEndpoints):
     @reliable_event_handler("payment", "payment_succeeded")
     def on_payment_succeeded(self, payload):
         event = load(PaymentSucceededSchema(), payload)
+        self._confirm_payment(event)
         dossier = use_cases.record_payment(self.db, "dossier.on_payment_succeeded", event, self.log.call_id_stack)
         self.log.info("payment_recorded", dossier_code=event["dossier_code"], duplicate=dossier is None,
                       status=dossier.status.value if dossier else None)
+
+    def _confirm_payment(self, event):
+        """A payment_succeeded is applied only when the payment service confirms it: the payment exists,
+        succeeded (possibly refunded since), for this dossier and this amount. Anything else is parked
+        in the dead-letter queue with the reason; an unreachable payment service is retried."""
+        txn_ref = event.get("txn_ref")
+        if not txn_ref:
+            raise ParkEvent("payment_succeeded without txn_ref: cannot be confirmed")
+        try:
+            payment = self.payment_rpc.get_payment(txn_ref)
+        except RemoteError as exc:
+            if exc.exc_type in ("PaymentNotFound", "ValidationError"):
+                raise ParkEvent(f"payment_succeeded not confirmed: payment {txn_ref} is unknown to the payment "
+                                "service") from None
+            raise
+        problems = []
+        if payment.get("status") not in PAID_STATUSES:
+            problems.append(f"its status is {payment.get('status')}")
+        if payment.get("dossier_code") != event["dossier_code"]:
+            problems.append("it belongs to another dossier")
+        if event.get("amount") is not None and payment.get("amount") != event["amount"]:
+            problems.append(f"its amount is {payment.get('amount')}, not {event['amount']}")
+        if problems:
+            self.log.warning("payment_event_unconfirmed", txn_ref=txn_ref, dossier_code=event["dossier_code"],
+                             problems=problems)
+            raise ParkEvent(f"payment_succeeded not confirmed by the payment service: {'; '.join(problems)}")
