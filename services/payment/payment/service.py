@@ -10,6 +10,7 @@ from payment.domain.model import AlreadyPaid, NoPaymentDue, PaymentNotFound
 from payment.gateways import GatewayUnavailable
 from payment.gateways.provider import Gateways
 from payment.reconciliation import reconcile_text
+from payment.reconciliation.confirm import gateway_confirmer
 from payment.schemas import (
     DossierCodeSchema,
     DossierStatusChangedSchema,
@@ -87,7 +88,8 @@ class PaymentService(health.HealthEndpoints):
     def reconcile(self, gateway, settlement_csv):
         self.caller.require("finance")
         request = load(ReconcileSchema(), {"gateway": gateway, "settlement_csv": settlement_csv})
-        return reconcile_text(self.db, request["gateway"], request["settlement_csv"])
+        return reconcile_text(self.db, request["gateway"], request["settlement_csv"],
+                              confirm=gateway_confirmer(self.settings))
 
     @reliable_event_handler("dossier", "dossier_status_changed")
     def on_dossier_status_changed(self, payload):
