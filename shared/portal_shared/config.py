@@ -64,12 +64,3 @@ def dev_mode(config=None):
         value = os.environ.get("PORTAL_DEV_MODE", "")
     return str(value).strip().lower() in TRUE_WORDS
 
-
-def secret_from_env(config, key):
-    """A secret, verbatim: a test's config dict may hand it in; otherwise the environment, never YAML."""
-    if key in (config or {}) and not isinstance(config.get(key), str | None):
-        raise ConfigError(f"{key} must be text")
-    value = (config or {}).get(key)
-    if value is None:
-        value = os.environ.get(key, "")
-    return value if value.strip() else None
