@@ -36,7 +36,7 @@ def applicant():
     return {
         "full_name": "Nguyễn Văn An",
         "id_number": f"{unique % 10**12:012d}",
-        "phone": f"09{unique % 10**8:08d}",
+        "phone": f"091{unique % 10**7:07d}",  # 091: always a valid mobile prefix
         "email": f"an.{unique % 10**6}@example.vn",
         "address": "Số 1 Tràng Tiền, Hoàn Kiếm, Hà Nội",
     }
