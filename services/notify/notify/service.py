@@ -1,10 +1,11 @@
 """Nameko entrypoints of the notify service: validate, call one use case, dump."""
 import json
 
+from nameko.dependency_providers import Config
 from nameko.exceptions import RemoteError
 from nameko.web.handlers import http
 
-from notify import use_cases
+from notify import retention, use_cases
 from notify.dependencies import Channels, DeliverySettings, config_timer
 from notify.domain.model import PAYMENT_EVENT_KINDS, status_from_esms_receipt
 from notify.orm import Base  # noqa: F401  (tables known to Alembic autogenerate)
@@ -33,6 +34,7 @@ class NotifyService(health.HealthEndpoints):
     settings = DeliverySettings()
     dossier_rpc = ServiceRpcProxy("dossier")  # calls carry notify's own service token
     caller = CallerIdentity()
+    container_config = Config()
 
     @rpc(expected_exceptions=EXPECTED)
     def send_notification(self, channel, recipient, template, params=None, reference=None):
@@ -104,6 +106,14 @@ class NotifyService(health.HealthEndpoints):
         ids = use_cases.claim_due(self.db, self.settings)
         for notification_id in ids:
             use_cases.attempt(self.db, self.channels, notification_id, self.settings)
+
+    @config_timer(interval=3600, config_key="NOTIFY_BODY_PRUNE_SECONDS")
+    def prune_old_bodies(self):
+        """Texts of delivered messages older than NOTIFY_BODY_RETENTION_DAYS (default 90) are blanked."""
+        days = float(self.container_config.get("NOTIFY_BODY_RETENTION_DAYS") or 90)
+        pruned = retention.prune_bodies(self.db, days)
+        if pruned:
+            self.log.info("notification_bodies_pruned", rows=pruned, retention_days=days)
 
     @http("POST", "/callbacks/esms")
     def esms_receipt(self, request):
