@@ -153,10 +153,6 @@ def verify(header, settings):
     return Caller(subject=subject, roles=roles, agencies=agencies, id_number=id_number)
 
 
-def forbid(message="the caller's roles do not allow this call"):
-    raise Forbidden(message)
-
-
 class CallerAccess:
     """What an entrypoint sees: the caller, verified on first use."""
 
@@ -178,7 +174,15 @@ class CallerIdentity(DependencyProvider):
     """Gives each worker a ``CallerAccess`` over its context data's ``authorization``."""
 
     def setup(self):
+        from portal_shared.logs import configure_logging, get_logger
+
+        configure_logging()
         self.settings = auth_settings(self.container.config)
+        log = get_logger(__name__)
+        if not self.settings.configured:
+            log.error("auth_not_configured", reason="AUTH_JWT_SECRET is not set: every RPC call is refused")
+        elif len(self.settings.secret.encode("utf-8")) < MIN_SECRET_LENGTH:
+            log.warning("auth_secret_short", reason=f"AUTH_JWT_SECRET has fewer than {MIN_SECRET_LENGTH} bytes")
 
     def get_dependency(self, worker_ctx):
         return CallerAccess(worker_ctx.data.get(AUTH_CONTEXT_KEY), self.settings)
