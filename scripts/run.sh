@@ -8,4 +8,22 @@ BIN="${VENV:-.venv}/bin"
 export PATH="$PWD/$BIN:$PATH"
 eval "$("$BIN/python" -m sandbox.env)"
 mkdir -p var
+# Explicit dev mode: the sandbox may start, payment accepts the sandbox's published
+# secrets, http return URLs are allowed. Never set PORTAL_DEV_MODE in production.
+export PORTAL_DEV_MODE=1 SANDBOX=1
+if [ -z "${AUTH_JWT_SECRET:-}" ]; then
+    # Caller tokens need a key: a random dev key kept in var/ (portal-token --dev and make demo read it).
+    if [ ! -s var/dev-auth-secret ]; then
+        (umask 077 && "$BIN/python" -c 'import secrets; print(secrets.token_hex(32))' > var/dev-auth-secret)
+    fi
+    AUTH_JWT_SECRET="$(cat var/dev-auth-secret)"
+    export AUTH_JWT_SECRET
+    echo "make run: DEV MODE. AUTH_JWT_SECRET is a dev key from var/dev-auth-secret;" \
+         "make tokens with: .venv/bin/portal-token --dev --sub <who> --role <role> ..." >&2
+fi
+if ! reason="$("$BIN/python" -m sandbox.guard)"; then
+    # real credentials are set: the sandbox (which signs "paid" IPNs for anything) must not run beside them
+    echo "make run: not starting the sandbox: $reason" >&2
+    exec "$BIN/honcho" start -f Procfile $(awk -F: '/^[a-z_]+:/ && $1 != "sandbox" {print $1}' Procfile)
+fi
 exec "$BIN/honcho" start -f Procfile "$@"

@@ -1,10 +1,32 @@
-"""Helpers used across the suites: waiting, event collection, RPC clients."""
+"""Helpers used across the suites: waiting, event collection, RPC clients with caller tokens.
+
+Every RPC needs a caller token (CONTRACT section 5). In a test, one line:
+
+    with rpc_proxy(config) as rpc:                          # staff: officer + finance + operator, all sample agencies
+    with rpc_proxy(config, role="citizen", id_number="001099012345") as rpc:
+    with rpc_proxy(config, role="officer", agencies=["CA-HN"]) as rpc:
+    with rpc_proxy(config, token=None) as rpc:              # no token at all
+    headers = {"authorization": bearer_token(role="finance")}   # for a proxy made elsewhere
+
+The services and the tokens use ``AUTH_JWT_SECRET`` from the environment; the
+root ``conftest.py`` sets it to ``TEST_JWT_SECRET`` for the whole session (also
+inherited by the e2e processes), so service configs need nothing extra.
+"""
+import os
 import socket
 import time
 
 import eventlet
 from nameko.events import event_handler
 from nameko.standalone.rpc import ClusterRpcProxy
+
+from portal_shared.auth import bearer, make_token
+
+TEST_JWT_SECRET = "test-only-jwt-secret-0123456789abcdef0123456789"
+# The agencies of the sample procedure catalogue (services/dossier/dossier/procedures.yml).
+SAMPLE_AGENCIES = ("STP-HN", "CA-HN", "SGTVT-HN", "UBND-PX-HN")
+STAFF = ("officer", "finance", "operator")
+_DEFAULT = object()
 
 
 def wait_for(predicate, timeout=10.0, interval=0.05, message="condition"):
@@ -37,9 +59,32 @@ def make_collector(source_service, event_type, name="event_collector"):
     return Collector
 
 
-def rpc_proxy(config):
-    """A cluster RPC proxy for one green thread (never share one between threads)."""
-    return ClusterRpcProxy(config, timeout=30)
+def bearer_token(role=STAFF, sub=None, agencies=_DEFAULT, id_number=None, ttl_seconds=600, secret=None,
+                 issuer=None):
+    """``"Bearer <jwt>"`` for a caller with ``role`` (a role name or a list of them).
+
+    ``agencies`` defaults to every sample agency for officer/finance roles, none
+    otherwise; a citizen needs ``id_number``.
+    """
+    roles = [role] if isinstance(role, str) else list(role)
+    if agencies is _DEFAULT:
+        agencies = SAMPLE_AGENCIES if {"officer", "finance"} & set(roles) else ()
+    secret = secret or os.environ.get("AUTH_JWT_SECRET") or TEST_JWT_SECRET
+    issuer = issuer or os.environ.get("AUTH_JWT_ISSUER") or "portal-auth"
+    token = make_token(secret, sub or f"test-{'-'.join(roles)}", roles, agencies, id_number, issuer, ttl_seconds)
+    return bearer(token)
+
+
+def rpc_proxy(config, role=STAFF, token=_DEFAULT, **claims):
+    """A cluster RPC proxy for one green thread (never share one between threads), calling as ``role``.
+
+    ``claims`` go to ``bearer_token`` (sub, agencies, id_number, ttl_seconds, secret);
+    ``token`` gives the ``authorization`` value verbatim (``None``: no token).
+    """
+    if token is _DEFAULT:
+        token = bearer_token(role, **claims)
+    context = {} if token is None else {"authorization": token}
+    return ClusterRpcProxy(config, context_data=context, timeout=30)
 
 
 def http_port(container):

@@ -54,3 +54,13 @@ def env_or(key, default=None):
     """Read one environment variable, treating an empty value as unset."""
     value = os.environ.get(key, "")
     return value if value.strip() else default
+
+
+def dev_mode(config=None):
+    """Explicit developer mode (``PORTAL_DEV_MODE=1``, set by ``make run``): relaxes what only a
+    developer machine may do (sandbox secrets, http return URLs). Off unless asked for."""
+    value = (config or {}).get("PORTAL_DEV_MODE")
+    if value is None:
+        value = os.environ.get("PORTAL_DEV_MODE", "")
+    return str(value).strip().lower() in TRUE_WORDS
+

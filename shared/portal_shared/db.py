@@ -7,6 +7,9 @@ in ``worker_teardown``.
 """
 import os
 from contextlib import contextmanager
+from datetime import timedelta
+
+import eventlet
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -36,6 +39,7 @@ def create_db_engine(url):
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
             poolclass=StaticPool if memory else None,
+            hide_parameters=True,  # a failed statement's message never carries names, addresses, form data
         )
 
         @sa.event.listens_for(engine, "connect")
@@ -52,7 +56,7 @@ def create_db_engine(url):
         # SQLAlchemy 2.1 picks psycopg 3 for a bare postgresql:// URL; psycopg2 is what
         # eventlet's monkey patching makes cooperative.
         parsed = parsed.set(drivername="postgresql+psycopg2")
-    return sa.create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return sa.create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True)
 
 
 def upgrade_database(engine, script_location):
@@ -153,6 +157,21 @@ class Database(DependencyProvider):
     def start(self):
         if self.relay is not None:
             self.container.spawn_managed_thread(self.relay.run, identifier="outbox_relay")
+        self.container.spawn_managed_thread(self._prune_inbox_forever, identifier="inbox_retention")
+
+    def _prune_inbox_forever(self):
+        """Consumer inbox claims older than INBOX_RETENTION_HOURS (default 30 days) go, every 10 minutes."""
+        from portal_shared.inbox import prune_inbox
+
+        retention = timedelta(hours=get_float(self.container.config, "INBOX_RETENTION_HOURS", 720.0))
+        while True:
+            try:
+                removed = prune_inbox(self.engine, retention)
+                if removed:
+                    log.info("inbox_pruned", rows=removed, retention_hours=retention.total_seconds() / 3600)
+            except Exception as exc:  # the database away: try again next time
+                log.warning("inbox_prune_failed", error=str(exc))
+            eventlet.sleep(600)
 
     def stop(self):
         if self.relay is not None:

@@ -14,6 +14,18 @@ class PortalError(Exception):
     """Base of the errors a caller is expected to handle."""
 
 
+class Unauthorized(PortalError):
+    """A call without a valid caller token (missing, malformed, expired, badly signed)."""
+
+
+class Forbidden(PortalError):
+    """A valid caller without the right to this call or this object."""
+
+
+class InternalError(PortalError):
+    """What a caller sees of an unexpected failure: a correlation id, no internals."""
+
+
 class ValidationError(PortalError):
     """A request that does not validate; ``fields`` maps each bad field to its messages."""
 

@@ -7,10 +7,15 @@ queue whose TTL dead-letters it back to the handler's queue after a back-off;
 after ``max_attempts`` the message is parked in ``<queue>.dlq`` for an
 operator (``portal-deadletters list|replay``). The original is acknowledged
 only once its copy is confirmed.
+
+The copies go through the service's own direct exchange ``<service>.retries``
+(each side queue bound under its own name), never the default exchange: a
+service's broker user has no write on ``amq.default``, so it cannot drop a
+message into another service's queue (infra/rabbitmq/definitions.json).
 """
 import traceback
 
-from kombu import Connection, Queue
+from kombu import Connection, Exchange, Queue
 from nameko.amqp.publish import get_producer
 from nameko.events import EventHandler
 
@@ -23,6 +28,11 @@ ERROR_HEADER = "x-portal-error"
 ORIGIN_HEADER = "x-portal-origin-queue"
 
 
+class ParkEvent(Exception):
+    """Raised by a handler for an event that must not be applied, ever (a forged or unconfirmed one):
+    the message goes straight to the dead-letter queue with this reason, without retries."""
+
+
 def retry_queue_name(queue_name):
     return f"{queue_name}.retry"
 
@@ -31,14 +41,26 @@ def dead_letter_queue_name(queue_name):
     return f"{queue_name}.dlq"
 
 
-def declare_side_queues(queue_name):
-    """The retry queue (TTL back into ``queue_name``) and the dead-letter queue."""
+def retry_exchange(service_name):
+    return Exchange(f"{service_name}.retries", type="direct", durable=True)
+
+
+def declare_side_queues(queue_name, service_name):
+    """The retry queue (TTL, then dead-lettered back into ``queue_name`` through the same exchange)
+    and the dead-letter queue, bound to the service's retry exchange under their own names.
+
+    (A deployment whose ``.retry`` queues were declared before, dead-lettering through the default
+    exchange, must let them drain and delete them once: RabbitMQ refuses changed queue arguments.)"""
+    exchange = retry_exchange(service_name)
     retry = Queue(
         retry_queue_name(queue_name),
+        exchange=exchange,
+        routing_key=retry_queue_name(queue_name),
         durable=True,
-        queue_arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue_name},
+        queue_arguments={"x-dead-letter-exchange": exchange.name, "x-dead-letter-routing-key": queue_name},
     )
-    parked = Queue(dead_letter_queue_name(queue_name), durable=True)
+    parked = Queue(dead_letter_queue_name(queue_name), exchange=exchange,
+                   routing_key=dead_letter_queue_name(queue_name), durable=True)
     return retry, parked
 
 
@@ -57,12 +79,16 @@ class ReliableEventHandler(EventHandler):
         self.amqp_uri = config["AMQP_URI"]
         self.max_attempts = int(config.get("EVENT_MAX_ATTEMPTS", self.max_attempts))
         self.backoff_seconds = float(config.get("EVENT_RETRY_BACKOFF_SECONDS", self.backoff_seconds))
-        self.retry_queue, self.dead_letter_queue = declare_side_queues(self.queue.name)
+        self.retry_queue, self.dead_letter_queue = declare_side_queues(self.queue.name, self.container.service_name)
         # Declared up front so operators see the dead-letter queue before anything is parked.
         with Connection(self.amqp_uri) as connection:
             channel = connection.default_channel
             for queue in (self.retry_queue, self.dead_letter_queue):
                 queue(channel).declare()
+            # an expired retry comes back to the handler's queue through the service's retry exchange
+            main = self.queue(channel)
+            main.declare()
+            main.bind_to(exchange=self.retry_queue.exchange, routing_key=self.queue.name)
 
     def handle_result(self, message, worker_ctx, result=None, exc_info=None):
         if exc_info is not None:
@@ -77,15 +103,15 @@ class ReliableEventHandler(EventHandler):
         headers[ORIGIN_HEADER] = self.queue.name
         error = "".join(traceback.format_exception_only(exc_info[0], exc_info[1])).strip()[:1000]
         headers[ERROR_HEADER] = error
-        if attempts < self.max_attempts:
+        if attempts < self.max_attempts and not isinstance(exc_info[1], ParkEvent):
             target, expiration = self.retry_queue, self.backoff_seconds * 2 ** (attempts - 1)
         else:
             target, expiration = self.dead_letter_queue, None
         with get_producer(self.amqp_uri, confirms=True) as producer:
             producer.publish(
                 message.body,
-                exchange="",
-                routing_key=target.name,
+                exchange=target.exchange,
+                routing_key=target.routing_key,
                 declare=[target],
                 headers=headers,
                 content_type=message.content_type,

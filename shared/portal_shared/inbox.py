@@ -32,3 +32,16 @@ def already_processed(session, consumer, event_id):
         ).first()
         is not None
     )
+
+
+def prune_inbox(engine, retention, now=None):
+    """Delete claims older than ``retention`` (a timedelta); return how many.
+
+    The retention must outlast any redelivery or dead-letter replay of an event
+    (default 30 days, ``INBOX_RETENTION_HOURS``): past it, a replayed event would
+    take effect again.
+    """
+    cutoff = (now or utcnow()) - retention
+    with engine.begin() as connection:
+        result = connection.execute(inbox_table.delete().where(inbox_table.c.received_at < cutoff))
+    return result.rowcount

@@ -7,33 +7,75 @@ secret is hidden whole) and on text (personal data is found by pattern
 wherever it appears, also inside free text and exception messages).
 """
 import re
+import unicodedata
+from urllib.parse import unquote
 
 SECRET_KEY_PATTERN = re.compile(
     r"(secret|password|passwd|token|api_?key|access_?key|signature|securehash|authorization)",
     re.IGNORECASE,
 )
 
-EMAIL_PATTERN = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
-# Vietnamese mobile numbers in any of the accepted spellings.
-PHONE_PATTERN = re.compile(r"(?<![\w])(?:\+84|84|0)([35789]\d)\d{5}(\d{2})(?!\d)")
-# A 12-digit citizen identity number (CCCD); longer digit runs are other things.
-CITIZEN_ID_PATTERN = re.compile(r"(?<!\d)\d{9}(\d{3})(?!\d)")
+# Separators people and systems put inside numbers: space, dot, dash (one at a time).
+_SEP = r"[ .\-]?"
+# An e-mail address: a plain local part in any script, or a quoted one.
+EMAIL_PATTERN = re.compile(
+    r"(?:\"[^\"\r\n]{1,64}\"|([\w!#$%&'*+/=?^`{|}~-])[\w.!#$%&'*+/=?^`{|}~-]{0,63})"
+    r"@((?:[\w-]+\.)+[^\W\d_]{2,})"
+)
+# Vietnamese mobile numbers in any of the accepted spellings, separators allowed.
+PHONE_PATTERN = re.compile(
+    rf"(?<![\w+])(?:\+{_SEP}84|84|0){_SEP}[35789](?:{_SEP}\d){{6}}{_SEP}(\d){_SEP}(\d)(?!\d)"
+)
+# A 12-digit citizen identity number (CCCD), also grouped by threes; longer digit runs are other things.
+CITIZEN_ID_PATTERN = re.compile(r"(?<!\d)\d{3}([ .\-]?)\d{3}\1\d{3}\1(\d{3})(?!\d)")
 # key=value or "key": "value" pairs of secrets inside free text (URLs, bodies).
 INLINE_SECRET_PATTERN = re.compile(
-    r"((?:secret|password|token|api_?key|accesskey|signature|securehash)[A-Za-z_]*"
+    r"((?:secret|password|passwd|token|api_?key|accesskey|signature|securehash)[A-Za-z_]*"
     r"[\"']?\s*[:=]\s*[\"']?)([^\"'&\s,}]+)",
     re.IGNORECASE,
 )
+# An Authorization header or field, whatever its scheme, and bare bearer tokens.
+AUTHORIZATION_PATTERN = re.compile(r"(authorization[\"']?\s*[:=]\s*[\"']?)([^\"'\r\n,}]+)", re.IGNORECASE)
+BEARER_PATTERN = re.compile(r"\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+# The password of a URL with credentials (amqp://user:pw@host, postgresql://user:pw@host/db).
+URL_PASSWORD_PATTERN = re.compile(r"([a-z][a-z0-9+.\-]*://[^\s:/@]*:)([^\s@/]+)@", re.IGNORECASE)
+# PostgreSQL echoes the failing statement (psycopg2 interpolates parameters) and key values.
+PG_STATEMENT_ECHO_PATTERN = re.compile(r"(LINE \d+: |DETAIL:\s+Key \([^)\n]*\)=\()[^\n]*")
+_PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 
 MASK = "***"
 
 
+def _normalise(text):
+    """What the patterns see: percent-encoding decoded, compatibility forms (full-width digits) folded."""
+    if "%" in text and _PERCENT_ESCAPE.search(text):
+        text = unquote(text)
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
+    return text
+
+
+def _url_password(match):
+    return f"{match.group(1)}{MASK}@"
+
+
+def _email(match):
+    first = match.group(1)
+    return f"{first or ''}***@{match.group(2)}"
+
+
 def mask_text(text):
-    """Return ``text`` with e-mails, phone numbers, citizen IDs and inline secrets masked."""
+    """Return ``text`` with e-mails, phone numbers, citizen IDs, URL passwords and secrets masked."""
+    text = PG_STATEMENT_ECHO_PATTERN.sub(lambda m: m.group(1) + "[hidden]", text)
+    text = URL_PASSWORD_PATTERN.sub(_url_password, text)  # before decoding: a password may hold %40 (@)
+    text = _normalise(text)
+    text = URL_PASSWORD_PATTERN.sub(_url_password, text)
+    text = AUTHORIZATION_PATTERN.sub(lambda m: m.group(1) + MASK, text)
+    text = BEARER_PATTERN.sub(lambda m: f"{m.group(1)} {MASK}", text)
     text = INLINE_SECRET_PATTERN.sub(lambda m: m.group(1) + MASK, text)
-    text = EMAIL_PATTERN.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text)
-    text = PHONE_PATTERN.sub(lambda m: f"***{m.group(2)}", text)
-    text = CITIZEN_ID_PATTERN.sub(lambda m: f"*********{m.group(1)}", text)
+    text = EMAIL_PATTERN.sub(_email, text)
+    text = PHONE_PATTERN.sub(lambda m: f"***{m.group(1)}{m.group(2)}", text)
+    text = CITIZEN_ID_PATTERN.sub(lambda m: f"*********{m.group(2)}", text)
     return text
 
 

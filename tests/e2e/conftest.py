@@ -10,6 +10,7 @@ import pytest
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from tests.e2e.harness import SERVICES, EventObserver, Stack, Vhost
+from tests.helpers import bearer_token
 
 
 def importable(module):
@@ -65,7 +66,9 @@ def lambda_only(names):
 
 @pytest.fixture(scope="module")
 def rpc(stack):
-    proxy = ClusterRpcProxy({"AMQP_URI": stack.amqp_uri}, timeout=30)
+    # staff token (officer + finance + operator of the sample agencies): the flows act as the portal's staff
+    proxy = ClusterRpcProxy({"AMQP_URI": stack.amqp_uri}, context_data={"authorization": bearer_token(ttl_seconds=3 * 3600)},
+                            timeout=30)
     client = proxy.start()
     yield client
     proxy.stop()

@@ -189,6 +189,9 @@ class Stack:
             "AMQP_URI": self.amqp_uri,
             "LOG_FORMAT": "json",
             "LOG_LEVEL": "INFO",
+            # a developer's stack: the sandbox may start (SANDBOX=1), http return URLs on 127.0.0.1 are allowed
+            "PORTAL_DEV_MODE": "1",
+            "SANDBOX": "1",
             "SANDBOX_HTTP_ADDRESS": f"127.0.0.1:{self.sandbox_port}",
             "SANDBOX_SMTP_ADDRESS": f"127.0.0.1:{self.smtp_port}",
             "PAYMENT_CALLBACK_BASE_URL": self.url("payment"),

@@ -14,6 +14,7 @@ K8S_VERSION = "1.30"
 # Contract variables that hold credentials: Secret in Kubernetes, never a literal in compose.
 SECRET_VARIABLES = {
     "AMQP_URI",
+    "AUTH_JWT_SECRET",
     "DOSSIER_DATABASE_URL",
     "PAYMENT_DATABASE_URL",
     "NOTIFY_DATABASE_URL",

@@ -76,7 +76,8 @@ def test_every_service_has_its_own_user_on_the_portal_vhost():
         ("dossier", "configure", "evt-payment-payment_succeeded--dossier.on_payment_succeeded"),
         ("dossier", "configure", "evt-payment-payment_succeeded--dossier.on_payment_succeeded.retry"),
         ("dossier", "read", "evt-payment-payment_succeeded--dossier.on_payment_succeeded.dlq"),
-        ("dossier", "write", "amq.default"),
+        ("dossier", "write", "dossier.retries"),
+        ("dossier", "configure", "dossier.retries"),
         ("payment", "read", "dossier.events"),
         ("payment", "write", "payment.events"),
         ("notify", "read", "dossier.events"),
@@ -96,6 +97,10 @@ def test_a_service_may_use_what_nameko_needs(user, operation, resource):
         ("dossier", "read", "evt-dossier-dossier_status_changed--notify.on_status_changed"),
         ("dossier", "read", "rpc.reply-payment-5b1c0d0e"),
         ("dossier", "configure", "amq.default"),
+        ("dossier", "write", "amq.default"),  # no publishing straight into another service's queue
+        ("notify", "write", "amq.default"),
+        ("payment", "write", "amq.default"),
+        ("notify", "write", "dossier.retries"),
         ("dossier", "read", "notify.events"),
         ("payment", "write", "dossier.events"),
         ("payment", "read", "rpc-dossier"),
@@ -207,6 +212,10 @@ def portal_vhost(rabbit_config, rabbit_manager):
                 "permissions", vhost, username,
                 json={"configure": perms["configure"], "write": perms["write"], "read": perms["read"]},
             )
+            for topic in DEFINITIONS["topic_permissions"]:
+                if topic["user"] == service:
+                    rabbit_manager._put("topic-permissions", vhost, username, json={
+                        "exchange": topic["exchange"], "write": topic["write"], "read": topic["read"]})
             password = passwords[f"{service.upper()}_AMQP_PASSWORD"]
             uris[service] = f"amqp://{username}:{password}@{broker.hostname}:{broker.port or 5672}/{vhost}"
         yield uris

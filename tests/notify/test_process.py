@@ -32,7 +32,7 @@ def test_config_maps_every_contract_variable_to_the_same_key():
     for name in CONTRACT_VARIABLES:
         assert re.search(rf"^{name}: (!raw_env_var \")?\$\{{{name}:", text, re.M), name
     assert "WEB_SERVER_ADDRESS: ${NOTIFY_HTTP_ADDRESS:0.0.0.0:8001}" in text
-    assert "DATABASE_URL: ${NOTIFY_DATABASE_URL:sqlite:///var/notify.db}" in text
+    assert 'DATABASE_URL: !raw_env_var "${NOTIFY_DATABASE_URL:sqlite:///var/notify.db}"' in text
     assert "SMS_PROVIDERS: ${SMS_PROVIDERS:esms,speedsms}" in text
     assert "ESMS_BASE_URL: ${ESMS_BASE_URL:https://rest.esms.vn}" in text
     assert "SPEEDSMS_BASE_URL: ${SPEEDSMS_BASE_URL:https://api.speedsms.vn}" in text

@@ -48,6 +48,7 @@ def make_payment_config(rabbit_config, payment_database, fake_vnpay, fake_momo, 
         "MOMO_API_BASE": fake_momo.api_base,
         "OUTBOX_SWEEP_SECONDS": 0.5,
         "EVENT_RETRY_BACKOFF_SECONDS": 0.05,
+        "PAYMENT_RETURN_URL_ORIGINS": "https://dichvucong.example.vn,https://portal.example",
         **overrides,
     }
 

@@ -24,9 +24,10 @@ def test_procfile_module_holds_exactly_the_payment_service():
 def test_config_maps_every_contract_variable_to_the_same_key():
     text = CONFIG.read_text()
     for name in CONTRACT_VARIABLES:
-        assert re.search(rf"^{name}: \$\{{{name}:", text, re.M), name
+        # secrets and URLs with passwords are !raw_env_var: taken verbatim, never re-parsed as YAML
+        assert re.search(rf"^{name}: (!raw_env_var \")?\$\{{{name}:", text, re.M), name
     assert "WEB_SERVER_ADDRESS: ${PAYMENT_HTTP_ADDRESS:0.0.0.0:8000}" in text
-    assert "DATABASE_URL: ${PAYMENT_DATABASE_URL:sqlite:///var/payment.db}" in text
+    assert 'DATABASE_URL: !raw_env_var "${PAYMENT_DATABASE_URL:sqlite:///var/payment.db}"' in text
 
 
 def test_reconcile_rpc_validates_and_reaches_reconciliation(payment_container, payment_config):

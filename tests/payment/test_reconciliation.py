@@ -8,8 +8,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 
+from payment.gateways import PaymentSettings
+from payment.gateways.fakes import FakeVnpay
 from payment.orm import charges, payment_history, payments
 from payment.reconciliation import reconcile_file, reconcile_text
+from payment.reconciliation.confirm import gateway_confirmer
 from payment.reconciliation.settlement import HEADER, read_settlement
 from payment.reconciliation.tables import reconciliation_items, reconciliation_runs
 from portal_shared.db import UnitOfWork, create_db_engine, upgrade_database
@@ -20,6 +23,30 @@ from portal_shared.timeutil import VN_TZ
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DAY = datetime(2026, 11, 25, 10, 0, tzinfo=VN_TZ)  # the settlement day, Vietnam time
 HEADER_LINE = ",".join(HEADER)
+
+
+# The gateway every run asks before fixing (the fake speaks VNPay's querydr): a payment is fixed only
+# when it is settled there too; add_payment(..., gateway_paid=True) makes it so.
+_GATEWAY = {}
+
+
+@pytest.fixture(autouse=True)
+def vnpay_gateway():
+    fake = FakeVnpay().start()
+    _GATEWAY["fake"] = fake
+    yield fake
+    fake.stop()
+    _GATEWAY.clear()
+
+
+def gateway_env():
+    fake = _GATEWAY["fake"]
+    return {"VNPAY_TMN_CODE": fake.tmn_code, "VNPAY_HASH_SECRET": fake.hash_secret, "VNPAY_API_URL": fake.api_url,
+            "VNPAY_PAYMENT_URL": fake.payment_url}
+
+
+def confirm():
+    return gateway_confirmer(PaymentSettings(gateway_env()))
 
 
 @pytest.fixture(scope="session")
@@ -38,10 +65,12 @@ def unit_of_work(engine):
 
 
 def add_payment(engine, txn_ref, status="pending", amount=150_000, gateway="vnpay", paid_at=None,
-                gateway_txn_no=None, dossier_code=None, charge="due"):
-    """A payment (and, by default, the dossier's charge still due)."""
+                gateway_txn_no=None, dossier_code=None, charge="due", gateway_paid=False):
+    """A payment (and, by default, the dossier's charge still due); ``gateway_paid``: VNPay knows it paid."""
     dossier_code = dossier_code or f"D-{txn_ref}"
     created = DAY - timedelta(hours=1)
+    if gateway_paid:
+        _GATEWAY["fake"].settled(txn_ref, amount, created)
     with engine.begin() as connection:
         connection.execute(payments.insert().values(
             txn_ref=txn_ref, dossier_code=dossier_code, amount=amount, gateway=gateway, status=status,
@@ -83,8 +112,8 @@ def one_of_each(engine):
     """Local payments and a settlement file with every outcome once (or twice)."""
     paid = DAY.replace(hour=9)
     add_payment(engine, "PMATCHED", status="succeeded", paid_at=paid, gateway_txn_no="900001", charge="paid")
-    add_payment(engine, "PPENDING", status="pending")
-    add_payment(engine, "PEXPIRED", status="expired", amount=200_000)
+    add_payment(engine, "PPENDING", status="pending", gateway_paid=True)
+    add_payment(engine, "PEXPIRED", status="expired", amount=200_000, gateway_paid=True)
     add_payment(engine, "PAMOUNT", status="pending", amount=150_000)
     add_payment(engine, "PREFUNDED", status="succeeded", paid_at=paid, gateway_txn_no="900005", charge="paid")
     add_payment(engine, "PFAILEDGW", status="succeeded", paid_at=paid, gateway_txn_no="900006", charge="paid")
@@ -114,7 +143,7 @@ def one_of_each(engine):
 
 
 def test_a_file_with_every_outcome_gets_a_full_report(engine):
-    report = reconcile_text(unit_of_work(engine), "vnpay", one_of_each(engine))
+    report = reconcile_text(unit_of_work(engine), "vnpay", confirm=confirm(), settlement_csv=one_of_each(engine))
 
     assert report["gateway"] == "vnpay"
     assert report["rows"] == 14
@@ -149,7 +178,7 @@ def test_a_file_with_every_outcome_gets_a_full_report(engine):
 
 
 def test_a_fixed_payment_succeeds_with_the_gateway_figures_and_one_event(engine):
-    reconcile_text(unit_of_work(engine), "vnpay", one_of_each(engine))
+    reconcile_text(unit_of_work(engine), "vnpay", confirm=confirm(), settlement_csv=one_of_each(engine))
 
     fixed = payment(engine, "PPENDING")
     assert fixed.status == "succeeded"
@@ -174,8 +203,8 @@ def test_a_fixed_payment_succeeds_with_the_gateway_figures_and_one_event(engine)
 
 def test_the_same_file_twice_fixes_nothing_the_second_time(engine):
     text = one_of_each(engine)
-    first = reconcile_text(unit_of_work(engine), "vnpay", text)
-    second = reconcile_text(unit_of_work(engine), "vnpay", text)
+    first = reconcile_text(unit_of_work(engine), "vnpay", confirm=confirm(), settlement_csv=text)
+    second = reconcile_text(unit_of_work(engine), "vnpay", confirm=confirm(), settlement_csv=text)
 
     assert len(first["fixed"]) == 2
     assert second["fixed"] == []
@@ -188,8 +217,8 @@ def test_the_same_file_twice_fixes_nothing_the_second_time(engine):
 
 def test_a_success_for_an_already_paid_dossier_is_fixed_then_queued_for_refund(engine):
     add_payment(engine, "PFIRST", status="succeeded", paid_at=DAY, dossier_code="D-1", charge="paid")
-    add_payment(engine, "PSECOND", status="expired", dossier_code="D-1")
-    report = reconcile_text(unit_of_work(engine), "vnpay", settlement(
+    add_payment(engine, "PSECOND", status="expired", dossier_code="D-1", gateway_paid=True)
+    report = reconcile_text(unit_of_work(engine), "vnpay", confirm=confirm(), settlement_csv=settlement(
         "PFIRST,1,150000,success,2026-11-25T10:00:00+07:00",
         "PSECOND,2,150000,success,2026-11-25T10:05:00+07:00",
     ))
@@ -205,13 +234,13 @@ def test_a_success_for_an_already_paid_dossier_is_fixed_then_queued_for_refund(e
 def test_a_file_with_the_wrong_header_is_refused_and_nothing_is_stored(engine):
     add_payment(engine, "PPENDING", status="pending")
     with pytest.raises(ValidationError) as refused:
-        reconcile_text(unit_of_work(engine), "vnpay", "ref,amount\nPPENDING,150000\n")
+        reconcile_text(unit_of_work(engine), "vnpay", confirm=confirm(), settlement_csv="ref,amount\nPPENDING,150000\n")
     assert "settlement_csv" in refused.value.fields
     assert "txn_ref,gateway_txn_no,amount,status,paid_at" in refused.value.fields["settlement_csv"][0]
     with pytest.raises(ValidationError):
-        reconcile_text(unit_of_work(engine), "vnpay", "")
+        reconcile_text(unit_of_work(engine), "vnpay", confirm=confirm(), settlement_csv="")
     with pytest.raises(ValidationError) as unknown:
-        reconcile_text(unit_of_work(engine), "paypal", settlement())
+        reconcile_text(unit_of_work(engine), "paypal", confirm=confirm(), settlement_csv=settlement())
     assert "gateway" in unknown.value.fields
     with engine.connect() as connection:
         assert connection.execute(sa.select(sa.func.count()).select_from(reconciliation_runs)).scalar_one() == 0
@@ -219,7 +248,7 @@ def test_a_file_with_the_wrong_header_is_refused_and_nothing_is_stored(engine):
 
 
 def test_a_file_of_only_malformed_rows_never_stops_the_run(engine):
-    report = reconcile_text(unit_of_work(engine), "momo", settlement("A,B", "X,1,2,3,4,5", "N\x00,1,150000,success,", ""))
+    report = reconcile_text(unit_of_work(engine), "momo", confirm=confirm(), settlement_csv=settlement("A,B", "X,1,2,3,4,5", "N\x00,1,150000,success,", ""))
     assert report["rows"] == 3
     assert report["matched"] == 0
     assert [f["line"] for f in report["malformed"]] == [2, 3, 4]
@@ -227,7 +256,7 @@ def test_a_file_of_only_malformed_rows_never_stops_the_run(engine):
 
 
 def _cli(*args, database_url, **kwargs):
-    env = {**os.environ, "PAYMENT_DATABASE_URL": database_url}
+    env = {**os.environ, "PAYMENT_DATABASE_URL": database_url, **gateway_env()}
     return subprocess.Popen(
         [sys.executable, "-m", "payment.recon_cli", *args], env=env, cwd=ROOT,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs,
@@ -261,7 +290,7 @@ def test_two_runs_in_threads_at_once_fix_once(engine):
 
     def run():
         try:
-            reports.append(reconcile_text(unit_of_work(engine), "vnpay", text))
+            reports.append(reconcile_text(unit_of_work(engine), "vnpay", confirm=confirm(), settlement_csv=text))
         except Exception as exc:  # surfaced below
             errors.append(exc)
 
@@ -310,7 +339,7 @@ def test_a_small_file_reconciles_on_sqlite_too(tmp_path):
     upgrade_database(engine, "payment:migrations")
     try:
         text = one_of_each(engine)
-        report = reconcile_text(unit_of_work(engine), "vnpay", text)
+        report = reconcile_text(unit_of_work(engine), "vnpay", confirm=confirm(), settlement_csv=text)
         assert report["matched"] == 2
         assert [f["txn_ref"] for f in report["fixed"]] == ["PPENDING", "PEXPIRED"]
         assert report["fixed"][0]["paid_at"] == "2026-11-25T09:15:30+07:00"
@@ -320,13 +349,13 @@ def test_a_small_file_reconciles_on_sqlite_too(tmp_path):
         assert [f["txn_ref"] for f in report["status_mismatch"]] == ["PREFUNDED", "PFAILEDGW"]
         assert len(report["malformed"]) == 6
         assert payment(engine, "PPENDING").paid_at == datetime(2026, 11, 25, 2, 15, 30, tzinfo=timezone.utc)
-        second = reconcile_text(unit_of_work(engine), "vnpay", text)
+        second = reconcile_text(unit_of_work(engine), "vnpay", confirm=confirm(), settlement_csv=text)
         assert second["fixed"] == [] and second["matched"] == 4
         assert len(outbox_events(engine)) == 2
 
         path = tmp_path / "file.csv"
         path.write_text(text)
-        run_id = reconcile_file(unit_of_work(engine), "vnpay", str(path))
+        run_id = reconcile_file(unit_of_work(engine), "vnpay", str(path), confirm=confirm())
         assert run_id == 3
     finally:
         engine.dispose()

@@ -1,4 +1,6 @@
 """Settling without an IPN: gateway queries, expiry, refunds and their retries."""
+from datetime import datetime, timedelta, timezone
+
 import eventlet
 import pytest
 
@@ -111,7 +113,11 @@ def test_second_success_for_a_paid_dossier_is_refunded(payment_container, paymen
                                                        payment_db, payment_database):
     announce("DOSSIER-2X", fee_amount=200000)
     first = start(payment_config, "DOSSIER-2X")
+    # an unexpired pending attempt is handed out again; one about to expire is not, so a second order exists
+    assert start(payment_config, "DOSSIER-2X")["txn_ref"] == first["txn_ref"]
+    payment_db.set_expires_at(first["txn_ref"], datetime.now(timezone.utc) + timedelta(seconds=60))
     second = start(payment_config, "DOSSIER-2X")
+    assert second["txn_ref"] != first["txn_ref"]
     for payment in (first, second):
         fake_vnpay.visit(payment["pay_url"])
     assert vnpay_ipn(payment_config, fake_vnpay.pay(first["txn_ref"]))["RspCode"] == "00"

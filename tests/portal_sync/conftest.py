@@ -8,6 +8,9 @@ from portal_shared.db import UnitOfWork
 from portal_sync.fakes import FakeNationalPortal
 from portal_sync.service import PortalSyncService
 from sqlalchemy.orm import sessionmaker
+# The real payment service settles fees here (dossier checks every payment event with it).
+from tests.payment.conftest import (fake_momo, fake_vnpay, payment_config, payment_container,  # noqa: F401
+                                    payment_database, payment_db, start_payment_service)
 
 USERNAME, PASSWORD, AGENCY = "lgsp-test", "lgsp-test-password", "000.00.00.H29"
 

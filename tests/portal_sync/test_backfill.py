@@ -74,7 +74,7 @@ def test_backfill_of_10000_dossiers_is_batched_and_resumes_after_a_kill(
     monkeypatch.setenv("AMQP_URI", rabbit_config["AMQP_URI"])
     out = io.StringIO()
     started = time.monotonic()
-    assert cli.main(["backfill", "--page-size", "500", "--no-progress"], out=out) == 0
+    assert cli.main(["backfill", "--page-size", "200", "--no-progress"], out=out) == 0
     resumed_seconds = time.monotonic() - started
     assert f"resuming the backfill at dossier {cursor}" in out.getvalue()
     assert f"backfill finished: {COUNT} dossiers read, {COUNT - cursor} newly tracked" in out.getvalue()

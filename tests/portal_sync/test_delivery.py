@@ -3,29 +3,40 @@ import uuid
 
 from portal_shared.timeutil import isoformat, utcnow
 from tests.helpers import rpc_proxy, wait_for
+from tests.payment.conftest import vnpay_ipn
+
+RETURN_URL = "https://dichvucong.example.vn/thanh-toan/ket-qua"
 
 
-def paid(dispatch_payment_event, code, amount=200000):
-    dispatch_payment_event("payment_succeeded", {
-        "event_id": str(uuid.uuid4()), "occurred_at": isoformat(utcnow()), "txn_ref": f"T{uuid.uuid4().hex[:12]}",
-        "dossier_code": code, "amount": amount, "gateway": "vnpay", "gateway_txn_no": "14123456",
-        "paid_at": isoformat(utcnow()),
-    })
+def act(config, code, action, who, note=None):
+    """``act_on_dossier`` as the officer ``who``: the history (and so the portal) names the token's subject."""
+    with rpc_proxy(config, sub=who) as rpc:
+        return rpc.dossier.act_on_dossier(code, action, who, note)
+
+
+def pay(payment_config, fake_vnpay, code):
+    """The citizen pays the fee through (fake) VNPay; the real payment service confirms it."""
+    with rpc_proxy(payment_config) as rpc:
+        payment = rpc.payment.start_payment(code, "vnpay", RETURN_URL, "203.0.113.7")
+    fake_vnpay.visit(payment["pay_url"])
+    assert vnpay_ipn(payment_config, fake_vnpay.pay(payment["txn_ref"]))["RspCode"] == "00"
 
 
 def test_a_dossiers_whole_life_reaches_the_portal_in_order(dossier_service, start_sync, national_portal, rabbit_config,
-                                                            dispatch_payment_event, applicant):
+                                                            payment_container, payment_config, payment_db, fake_vnpay,
+                                                            applicant):
     start_sync()
     with rpc_proxy(rabbit_config) as rpc:
         code = rpc.dossier.submit_dossier("LLTP-01", applicant, {"so_ban": 2, "muc_dich": "xin việc"})["code"]
-        rpc.dossier.act_on_dossier(code, "accept", "can-bo-mot-cua")
+        act(rabbit_config, code, "accept", "can-bo-mot-cua")
         wait_for(lambda: national_portal.statuses(code) == ["1", "2", "6"], timeout=15, message="the first three steps")
-        paid(dispatch_payment_event, code)
+        wait_for(lambda: payment_db.charge(code), message="the charge known to payment")
+        pay(payment_config, fake_vnpay, code)
         wait_for(lambda: rpc.dossier.get_dossier(code)["status"] == "processing", timeout=15, message="the payment applied")
-        rpc.dossier.act_on_dossier(code, "request_supplement", "can-bo-xu-ly", "Thiếu bản sao CCCD")
-        rpc.dossier.act_on_dossier(code, "supplement", "cong-dan")
-        rpc.dossier.act_on_dossier(code, "finish", "can-bo-xu-ly")
-        rpc.dossier.act_on_dossier(code, "return_result", "can-bo-mot-cua")
+        act(rabbit_config, code, "request_supplement", "can-bo-xu-ly", "Thiếu bản sao CCCD")
+        act(rabbit_config, code, "supplement", "cong-dan")
+        act(rabbit_config, code, "finish", "can-bo-xu-ly")
+        act(rabbit_config, code, "return_result", "can-bo-mot-cua")
         wait_for(lambda: national_portal.statuses(code) == ["1", "2", "6", "4", "5", "4", "9", "10"], timeout=20,
                  message="every step at the portal")
         wait_for(lambda: rpc.portal_sync.sync_stats()["synced"] == 1, timeout=10, message="the dossier synchronised")

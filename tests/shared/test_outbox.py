@@ -38,3 +38,25 @@ def test_relay_publishes_in_order_like_nameko_and_prunes_old_rows(rabbit_config,
     assert relay.prune(now=utcnow() + timedelta(hours=2)) == 5
     with database.engine.connect() as connection:
         assert connection.execute(sa.select(sa.func.count()).select_from(outbox_table)).scalar_one() == 0
+
+
+def test_inbox_claims_past_their_retention_are_pruned(fresh_database):
+    from datetime import timedelta
+
+    import sqlalchemy as sa
+
+    from portal_shared.inbox import prune_inbox
+    from portal_shared.schema import inbox_table
+    from portal_shared.timeutil import utcnow
+
+    database = fresh_database("dossier")
+    database.truncate()
+    now = utcnow()
+    with database.engine.begin() as connection:
+        connection.execute(inbox_table.insert(), [
+            {"consumer": "c", "event_id": "old", "received_at": now - timedelta(days=31)},
+            {"consumer": "c", "event_id": "recent", "received_at": now - timedelta(days=29)},
+        ])
+    assert prune_inbox(database.engine, timedelta(days=30), now=now) == 1
+    with database.engine.connect() as connection:
+        assert connection.execute(sa.select(inbox_table.c.event_id)).scalars().all() == ["recent"]

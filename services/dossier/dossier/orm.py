@@ -104,8 +104,10 @@ class DossierRepository:
         for entry in dossier.history[len(row.history):]:
             row.history.append(HistoryRow(status=entry.status.value, at=entry.at, actor=entry.actor, note=entry.note))
 
-    def list(self, applicant_id_number=None, status=None, agency_code=None, limit=50, offset=0):
+    def list(self, applicant_id_number=None, status=None, agency_code=None, limit=50, offset=0, agency_codes=None):
         conditions = []
+        if agency_codes is not None:
+            conditions.append(DossierRow.agency_code.in_(agency_codes))
         if applicant_id_number:
             conditions.append(DossierRow.applicant_id_number == applicant_id_number)
         if status:

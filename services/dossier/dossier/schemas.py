@@ -1,31 +1,25 @@
 """Request and response schemas of the dossier RPC interface (marshmallow 4)."""
-import re
-
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates, validates_schema
 
 from dossier.domain.model import ACTIONS, Status
 from portal_shared.phones import normalise_vn_mobile
 from portal_shared.timeutil import isoformat
+from portal_shared.validation import BoundedDict, CitizenId, EmailAddress, Text, page_limit, page_offset
 
-CITIZEN_ID = re.compile(r"^\d{12}$")
+FORM_DATA_MAX_BYTES = 64 * 1024
 
 
 class ApplicantSchema(Schema):
-    full_name = fields.String(required=True, validate=validate.Length(min=1, max=255))
-    id_number = fields.String(required=True)
-    phone = fields.String(load_default=None, allow_none=True)
-    email = fields.Email(load_default=None, allow_none=True, validate=validate.Length(max=254))
-    address = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=500))
+    full_name = Text(required=True, min_length=1, max_length=255)
+    id_number = CitizenId(required=True)
+    phone = Text(load_default=None, allow_none=True, max_length=32)
+    email = EmailAddress(load_default=None, allow_none=True)
+    address = Text(load_default=None, allow_none=True, max_length=500)
 
     @validates("full_name")
     def _full_name(self, value, **kwargs):
         if not value.strip():
             raise ValidationError("must not be blank")
-
-    @validates("id_number")
-    def _id_number(self, value, **kwargs):
-        if not CITIZEN_ID.match(value or ""):
-            raise ValidationError("must be a 12-digit citizen ID number")
 
     @validates("phone")
     def _phone(self, value, **kwargs):
@@ -46,28 +40,32 @@ class ApplicantSchema(Schema):
 
 
 class SubmitDossierSchema(Schema):
-    procedure_code = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    procedure_code = Text(required=True, min_length=1, max_length=64)
     applicant = fields.Nested(ApplicantSchema, required=True)
-    form_data = fields.Dict(keys=fields.String(), load_default=dict, allow_none=True)
+    form_data = BoundedDict(keys=fields.String(), load_default=dict, allow_none=True, max_bytes=FORM_DATA_MAX_BYTES)
 
 
 class ActOnDossierSchema(Schema):
-    code = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    code = Text(required=True, min_length=1, max_length=32)
     action = fields.String(required=True, validate=validate.OneOf(ACTIONS))
-    actor = fields.String(required=True, validate=validate.Length(min=1, max=128))
-    note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
+    actor = Text(required=True, min_length=1, max_length=128)
+    note = Text(load_default=None, allow_none=True, max_length=2000)
+
+
+class DossierCodeSchema(Schema):
+    code = Text(required=True, min_length=1, max_length=32)
 
 
 class ListDossiersSchema(Schema):
-    applicant_id_number = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(CITIZEN_ID))
+    applicant_id_number = CitizenId(load_default=None, allow_none=True)
     status = fields.String(load_default=None, allow_none=True, validate=validate.OneOf([s.value for s in Status]))
-    agency_code = fields.String(load_default=None, allow_none=True)
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    agency_code = Text(load_default=None, allow_none=True, max_length=64)
+    limit = page_limit()
+    offset = page_offset()
 
 
 class StatsSchema(Schema):
-    agency_code = fields.String(load_default=None, allow_none=True)
+    agency_code = Text(load_default=None, allow_none=True, max_length=64)
     since = fields.AwareDateTime(load_default=None, allow_none=True, default_timezone=None)
     until = fields.AwareDateTime(load_default=None, allow_none=True, default_timezone=None)
 
@@ -78,9 +76,10 @@ class StatsSchema(Schema):
 
 
 class PaymentSucceededSchema(Schema):
-    event_id = fields.String(required=True)
-    dossier_code = fields.String(required=True)
-    txn_ref = fields.String(load_default=None)
+    event_id = Text(required=True, max_length=64)
+    dossier_code = Text(required=True, max_length=32)
+    txn_ref = Text(load_default=None, allow_none=True, max_length=32)
+    amount = fields.Integer(load_default=None, allow_none=True)
     occurred_at = fields.String(load_default=None)
 
     class Meta:

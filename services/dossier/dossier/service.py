@@ -1,12 +1,13 @@
 """Nameko entrypoints of the dossier service: validate, call one use case, dump."""
-from nameko.rpc import rpc
+from nameko.exceptions import RemoteError
 
-from dossier import use_cases
+from dossier import permissions, use_cases
 from dossier.domain.model import InvalidTransition
 from dossier.orm import Base  # noqa: F401  (tables known to Alembic autogenerate)
 from dossier.procedures import ProcedureCatalogue
 from dossier.schemas import (
     ActOnDossierSchema,
+    DossierCodeSchema,
     ListDossiersSchema,
     PaymentSucceededSchema,
     StatsSchema,
@@ -14,13 +15,16 @@ from dossier.schemas import (
     dump_dossier,
 )
 from dossier.use_cases import DossierNotFound, UnknownProcedure
+from portal_shared.auth import CallerIdentity, ServiceRpcProxy
 from portal_shared.db import Database
-from portal_shared.errors import ValidationError, load
-from portal_shared.events import reliable_event_handler
+from portal_shared.errors import Forbidden, Unauthorized, ValidationError, load
+from portal_shared.events import ParkEvent, reliable_event_handler
 from portal_shared.health import HealthEndpoints, Monitoring
 from portal_shared.logs import WorkerLogContext
+from portal_shared.rpc import rpc
 
-EXPECTED = (ValidationError, UnknownProcedure, DossierNotFound, InvalidTransition)
+PAID_STATUSES = ("succeeded", "refund_pending", "refunded")  # refunds only ever follow a success
+EXPECTED = (ValidationError, UnknownProcedure, DossierNotFound, InvalidTransition, Unauthorized, Forbidden)
 
 
 class DossierService(HealthEndpoints):
@@ -30,47 +34,83 @@ class DossierService(HealthEndpoints):
     db = Database(migrations="dossier:migrations")
     monitoring = Monitoring()
     catalogue = ProcedureCatalogue()
+    caller = CallerIdentity()
+    payment_rpc = ServiceRpcProxy("payment")  # confirms payment events, with dossier's own service token
 
     @rpc(expected_exceptions=EXPECTED)
     def submit_dossier(self, procedure_code, applicant, form_data=None):
+        caller = self.caller.require()
         request = load(
             SubmitDossierSchema(),
             {"procedure_code": procedure_code, "applicant": applicant, "form_data": form_data},
         )
-        dossier = use_cases.submit_dossier(self.db, self.catalogue, request, self.log.call_id_stack)
+        dossier = use_cases.submit_dossier(self.db, self.catalogue, request, self.log.call_id_stack, caller=caller)
         self.log.info("dossier_submitted", dossier_code=dossier.code, procedure_code=dossier.procedure.code,
                       applicant={key: request["applicant"][key] for key in ("id_number", "phone", "email")})
         return dump_dossier(dossier)
 
     @rpc(expected_exceptions=EXPECTED)
     def get_dossier(self, code):
-        return dump_dossier(use_cases.get_dossier(self.db, code))
+        caller = self.caller.require()
+        request = load(DossierCodeSchema(), {"code": code})
+        return dump_dossier(use_cases.get_dossier(self.db, request["code"], caller=caller))
 
     @rpc(expected_exceptions=EXPECTED)
     def list_dossiers(self, applicant_id_number=None, status=None, agency_code=None, limit=50, offset=0):
+        caller = self.caller.require()
         request = load(
             ListDossiersSchema(),
             {"applicant_id_number": applicant_id_number, "status": status, "agency_code": agency_code,
              "limit": limit, "offset": offset},
         )
-        dossiers, total = use_cases.list_dossiers(self.db, request)
+        dossiers, total = use_cases.list_dossiers(self.db, permissions.list_scope(caller, request))
         return {"items": [dump_dossier(d) for d in dossiers], "total": total}
 
     @rpc(expected_exceptions=EXPECTED)
     def act_on_dossier(self, code, action, actor, note=None):
+        caller = self.caller.require()
         request = load(ActOnDossierSchema(), {"code": code, "action": action, "actor": actor, "note": note})
-        dossier = use_cases.act_on_dossier(self.db, request, self.log.call_id_stack)
-        self.log.info("dossier_transition", dossier_code=code, action=action, status=dossier.status.value)
+        dossier = use_cases.act_on_dossier(self.db, request, self.log.call_id_stack, caller=caller)
+        self.log.info("dossier_transition", dossier_code=code, action=action, status=dossier.status.value,
+                      actor=caller.subject, display_name=request["actor"])
         return dump_dossier(dossier)
 
     @rpc(expected_exceptions=EXPECTED)
     def dossier_stats(self, agency_code=None, since=None, until=None):
+        caller = self.caller.require()
         request = load(StatsSchema(), {"agency_code": agency_code, "since": since, "until": until})
-        return use_cases.dossier_stats(self.db, request)
+        return use_cases.dossier_stats(self.db, permissions.stats_scope(caller, request))
 
     @reliable_event_handler("payment", "payment_succeeded")
     def on_payment_succeeded(self, payload):
         event = load(PaymentSucceededSchema(), payload)
+        self._confirm_payment(event)
         dossier = use_cases.record_payment(self.db, "dossier.on_payment_succeeded", event, self.log.call_id_stack)
         self.log.info("payment_recorded", dossier_code=event["dossier_code"], duplicate=dossier is None,
                       status=dossier.status.value if dossier else None)
+
+    def _confirm_payment(self, event):
+        """A payment_succeeded is applied only when the payment service confirms it: the payment exists,
+        succeeded (possibly refunded since), for this dossier and this amount. Anything else is parked
+        in the dead-letter queue with the reason; an unreachable payment service is retried."""
+        txn_ref = event.get("txn_ref")
+        if not txn_ref:
+            raise ParkEvent("payment_succeeded without txn_ref: cannot be confirmed")
+        try:
+            payment = self.payment_rpc.get_payment(txn_ref)
+        except RemoteError as exc:
+            if exc.exc_type in ("PaymentNotFound", "ValidationError"):
+                raise ParkEvent(f"payment_succeeded not confirmed: payment {txn_ref} is unknown to the payment "
+                                "service") from None
+            raise
+        problems = []
+        if payment.get("status") not in PAID_STATUSES:
+            problems.append(f"its status is {payment.get('status')}")
+        if payment.get("dossier_code") != event["dossier_code"]:
+            problems.append("it belongs to another dossier")
+        if event.get("amount") is not None and payment.get("amount") != event["amount"]:
+            problems.append(f"its amount is {payment.get('amount')}, not {event['amount']}")
+        if problems:
+            self.log.warning("payment_event_unconfirmed", txn_ref=txn_ref, dossier_code=event["dossier_code"],
+                             problems=problems)
+            raise ParkEvent(f"payment_succeeded not confirmed by the payment service: {'; '.join(problems)}")

@@ -6,6 +6,7 @@ all in one transaction.
 """
 import secrets
 
+from dossier import permissions
 from dossier.domain.model import Applicant, Dossier, Status, on_time_rate
 from dossier.orm import DossierRepository, dossier_statistics
 from portal_shared.outbox import new_event, record_event
@@ -49,38 +50,51 @@ def _publish_changes(session, dossier, call_id_stack):
     dossier.events.clear()
 
 
-def submit_dossier(uow, catalogue, request, call_id_stack=None, now=None):
+def submit_dossier(uow, catalogue, request, call_id_stack=None, now=None, caller=None):
+    """``caller``: the verified ``Caller``; checked against the procedure before anything is stored."""
     procedure = catalogue.get(request["procedure_code"])
     if procedure is None:
         raise UnknownProcedure(f"unknown procedure_code {request['procedure_code']!r}")
+    actor = None
+    if caller is not None:
+        permissions.check_submit(caller, procedure, request["applicant"]["id_number"])
+        actor = caller.subject
     now = now or utcnow()
     with uow.transaction() as session:
         repository = DossierRepository(session)
         code = new_dossier_code(procedure.agency_code, now)
         while repository.code_exists(code):
             code = new_dossier_code(procedure.agency_code, now)
-        dossier = Dossier.submit(code, procedure, Applicant(**request["applicant"]), request["form_data"], now)
+        dossier = Dossier.submit(code, procedure, Applicant(**request["applicant"]), request["form_data"], now,
+                                 actor=actor)
         repository.add(dossier)
         _publish_changes(session, dossier, call_id_stack)
     return dossier
 
 
-def get_dossier(uow, code):
+def get_dossier(uow, code, caller=None):
     with uow.read() as session:
         dossier, _ = DossierRepository(session).get(code)
     if dossier is None:
         raise DossierNotFound(f"no dossier {code!r}")
+    if caller is not None:
+        permissions.check_read(caller, dossier)
     return dossier
 
 
-def act_on_dossier(uow, request, call_id_stack=None, now=None):
+def act_on_dossier(uow, request, call_id_stack=None, now=None, caller=None):
+    """The history's actor is the verified caller's subject; ``request["actor"]`` is only a display name."""
     now = now or utcnow()
     with uow.transaction() as session:
         repository = DossierRepository(session)
         dossier, row = repository.get(request["code"], for_update=True)
         if dossier is None:
             raise DossierNotFound(f"no dossier {request['code']!r}")
-        dossier.act(request["action"], request["actor"], request["note"], now)
+        actor = request["actor"]
+        if caller is not None:
+            permissions.check_act(caller, dossier, request["action"])
+            actor = caller.subject
+        dossier.act(request["action"], actor, request["note"], now)
         repository.save(dossier, row)
         _publish_changes(session, dossier, call_id_stack)
     return dossier

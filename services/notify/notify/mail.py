@@ -7,7 +7,7 @@ from email.policy import SMTP
 from email.utils import format_datetime, parseaddr
 
 from notify.domain.model import Outcome, Status
-from portal_shared.config import get_float, get_int, get_str
+from portal_shared.config import ConfigError, get_bool, get_float, get_int, get_str
 from portal_shared.logs import get_logger
 from portal_shared.timeutil import to_vn, utcnow
 
@@ -34,8 +34,11 @@ class SmtpMailer:
         host = get_str(config, "SMTP_HOST")
         security = (get_str(config, "SMTP_SECURITY", "none") or "none").lower()
         if security not in SECURITY_MODES:
-            log.warning("smtp_security_invalid", value=security, using="none")
-            security = "none"
+            raise ConfigError(f"SMTP_SECURITY must be one of {', '.join(SECURITY_MODES)}, got {security!r}")
+        if security == "none" and (get_str(config, "SMTP_USERNAME") or get_str(config, "SMTP_PASSWORD")) \
+                and not get_bool(config, "SMTP_ALLOW_PLAINTEXT_AUTH"):
+            raise ConfigError("SMTP credentials are set but SMTP_SECURITY is none: the password would travel in "
+                              "clear; use starttls or ssl, or set SMTP_ALLOW_PLAINTEXT_AUTH=1 to accept that")
         default_port = {"none": 25, "starttls": 587, "ssl": 465}[security]
         mailer = cls(host, get_int(config, "SMTP_PORT", default_port), get_str(config, "SMTP_USERNAME"),
                      get_str(config, "SMTP_PASSWORD"), security, get_str(config, "MAIL_FROM", DEFAULT_FROM),

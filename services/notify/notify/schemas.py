@@ -3,16 +3,17 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, val
 
 from notify.domain.model import CHANNELS, MESSAGE_KINDS
 from portal_shared.phones import normalise_vn_mobile
+from portal_shared.validation import BoundedDict, Text
 
 _email = validate.Email()
 
 
 class SendNotificationSchema(Schema):
     channel = fields.String(required=True, validate=validate.OneOf(CHANNELS))
-    recipient = fields.String(required=True, validate=validate.Length(min=1, max=254))
+    recipient = Text(required=True, min_length=1, max_length=254)
     template = fields.String(required=True, validate=validate.OneOf(MESSAGE_KINDS))
-    params = fields.Dict(keys=fields.String(), load_default=dict, allow_none=True)
-    reference = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=64))
+    params = BoundedDict(keys=fields.String(), load_default=dict, allow_none=True, max_bytes=8 * 1024, max_depth=3)
+    reference = Text(load_default=None, allow_none=True, max_length=64)
 
     @validates_schema
     def _recipient(self, data, **kwargs):
@@ -37,6 +38,10 @@ class SendNotificationSchema(Schema):
         if data.get("reference") is None:
             data["reference"] = data["params"].get("dossier_code")
         return data
+
+
+class ReferenceSchema(Schema):
+    reference = Text(required=True, min_length=1, max_length=64)
 
 
 class ApplicantContactSchema(Schema):

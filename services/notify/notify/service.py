@@ -1,24 +1,27 @@
 """Nameko entrypoints of the notify service: validate, call one use case, dump."""
 import json
 
-from nameko.rpc import RpcProxy, rpc
+from nameko.dependency_providers import Config
+from nameko.exceptions import RemoteError
 from nameko.web.handlers import http
 
-from notify import use_cases
+from notify import retention, use_cases
 from notify.dependencies import Channels, DeliverySettings, config_timer
 from notify.domain.model import PAYMENT_EVENT_KINDS, status_from_esms_receipt
 from notify.orm import Base  # noqa: F401  (tables known to Alembic autogenerate)
 from notify.rendering import TemplateParamsError
-from notify.schemas import DossierStatusChangedSchema, PaymentEventSchema, SendNotificationSchema
+from notify.schemas import DossierStatusChangedSchema, PaymentEventSchema, ReferenceSchema, SendNotificationSchema
 from notify.use_cases import NotificationNotFound, dump_notification
+from portal_shared.auth import CallerIdentity, ServiceRpcProxy
 from portal_shared.db import Database
-from portal_shared.errors import ValidationError, load
+from portal_shared.errors import Forbidden, Unauthorized, ValidationError, load
 from portal_shared.events import reliable_event_handler
 from portal_shared import health  # module import: `nameko run notify.service` must find only NotifyService
 from portal_shared.health import Monitoring, json_response
 from portal_shared.logs import WorkerLogContext
+from portal_shared.rpc import rpc
 
-EXPECTED = (ValidationError, NotificationNotFound)
+EXPECTED = (ValidationError, NotificationNotFound, Unauthorized, Forbidden)
 
 
 class NotifyService(health.HealthEndpoints):
@@ -29,10 +32,13 @@ class NotifyService(health.HealthEndpoints):
     monitoring = Monitoring()
     channels = Channels()
     settings = DeliverySettings()
-    dossier_rpc = RpcProxy("dossier")
+    dossier_rpc = ServiceRpcProxy("dossier")  # calls carry notify's own service token
+    caller = CallerIdentity()
+    container_config = Config()
 
     @rpc(expected_exceptions=EXPECTED)
     def send_notification(self, channel, recipient, template, params=None, reference=None):
+        self.caller.require("operator")
         request = load(SendNotificationSchema(), {
             "channel": channel, "recipient": recipient, "template": template, "params": params, "reference": reference,
         })
@@ -47,7 +53,22 @@ class NotifyService(health.HealthEndpoints):
 
     @rpc(expected_exceptions=EXPECTED)
     def get_notifications(self, reference):
-        return [dump_notification(row) for row in use_cases.list_notifications(self.db, reference)]
+        caller = self.caller.require("operator", "officer")
+        request = load(ReferenceSchema(), {"reference": reference})
+        if not caller.has("operator"):
+            self._check_officer_agency(caller, request["reference"])
+        return [dump_notification(row) for row in use_cases.list_notifications(self.db, request["reference"])]
+
+    def _check_officer_agency(self, caller, dossier_code):
+        """An officer reads the notifications of dossiers of their agencies (asked of the dossier service)."""
+        try:
+            dossier = self.dossier_rpc.get_dossier(dossier_code)
+        except RemoteError as exc:
+            if exc.exc_type in ("DossierNotFound", "ValidationError"):
+                raise Forbidden("no dossier of an agency the caller serves has this reference") from None
+            raise
+        if not caller.serves(dossier.get("agency_code")):
+            raise Forbidden(f"the caller does not serve agency {dossier.get('agency_code')}")
 
     @reliable_event_handler("dossier", "dossier_status_changed")
     def on_dossier_status_changed(self, payload):
@@ -85,6 +106,14 @@ class NotifyService(health.HealthEndpoints):
         ids = use_cases.claim_due(self.db, self.settings)
         for notification_id in ids:
             use_cases.attempt(self.db, self.channels, notification_id, self.settings)
+
+    @config_timer(interval=3600, config_key="NOTIFY_BODY_PRUNE_SECONDS")
+    def prune_old_bodies(self):
+        """Texts of delivered messages older than NOTIFY_BODY_RETENTION_DAYS (default 90) are blanked."""
+        days = float(self.container_config.get("NOTIFY_BODY_RETENTION_DAYS") or 90)
+        pruned = retention.prune_bodies(self.db, days)
+        if pruned:
+            self.log.info("notification_bodies_pruned", rows=pruned, retention_days=days)
 
     @http("POST", "/callbacks/esms")
     def esms_receipt(self, request):

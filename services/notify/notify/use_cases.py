@@ -277,11 +277,14 @@ def get_notification(uow, notification_id):
     return row
 
 
-def list_notifications(uow, reference):
+MAX_LISTED = 500  # per reference; an automatic dossier produces a few dozen at most
+
+
+def list_notifications(uow, reference, limit=MAX_LISTED):
     with uow.read() as session:
         rows = session.execute(
             sa.select(NotificationRow).where(NotificationRow.reference == reference)
-            .order_by(NotificationRow.created_at, NotificationRow.channel)
+            .order_by(NotificationRow.created_at, NotificationRow.channel).limit(limit)
             .execution_options(populate_existing=True)
         ).scalars().all()
     return rows

@@ -56,6 +56,7 @@ charges = sa.Table(
     sa.Column("dossier_code", sa.String(32), primary_key=True),
     sa.Column("amount", sa.BigInteger(), nullable=False),
     sa.Column("procedure_name", sa.String(255), nullable=True),
+    sa.Column("agency_code", sa.String(64), nullable=True),  # for the officer permission check
     sa.Column("status", sa.String(20), nullable=False),  # due | paid | cancelled
     sa.Column("paid_txn_ref", sa.String(32), nullable=True),
     sa.Column("source_event_id", sa.String(64), nullable=True),

@@ -100,7 +100,7 @@ def _engine(url):
         from portal_shared.db import create_db_engine
 
         return create_db_engine(url)
-    return sa.create_engine(parsed.set(drivername="postgresql+psycopg2"), pool_pre_ping=True, pool_size=10,
+    return sa.create_engine(parsed.set(drivername="postgresql+psycopg2"), pool_pre_ping=True, hide_parameters=True, pool_size=10,
                             max_overflow=20)
 
 
@@ -140,6 +140,14 @@ def _schema_at_head(engine):
     return current == heads
 
 
+def _gateway_confirmer():
+    """The gateways of this environment (same variables as the service) confirm each fix."""
+    from payment.gateways import PaymentSettings
+    from payment.reconciliation.confirm import gateway_confirmer
+
+    return gateway_confirmer(PaymentSettings(os.environ))
+
+
 def _reconcile(engine, args):
     if not os.path.isfile(args.file):
         print(f"error: no such file {args.file}", file=sys.stderr)
@@ -161,7 +169,7 @@ def _reconcile(engine, args):
     started = time.monotonic()
     try:
         run_id = reconcile_file_on(
-            engine, args.gateway, args.file,
+            engine, args.gateway, args.file, confirm=_gateway_confirmer(),
             wrap=(lambda raw: io.BufferedReader(_CountingRaw(raw, on_read), 1 << 16)) if bar else None,
         )
     except ValidationError as exc:

@@ -6,38 +6,44 @@ from marshmallow import Schema, ValidationError, fields, validate, validates
 
 from payment.gateways import GATEWAY_NAMES
 from portal_shared.timeutil import isoformat
+from portal_shared.validation import Text
+
+RECONCILE_RPC_MAX_CHARACTERS = 2 * 1024 * 1024  # larger files: the payment-reconcile console command
 
 BANK_CODE = re.compile(r"^[A-Za-z0-9_]{1,20}$")
 
 
 class StartPaymentSchema(Schema):
-    dossier_code = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    dossier_code = Text(required=True, min_length=1, max_length=32)
     gateway = fields.String(required=True, validate=validate.OneOf(GATEWAY_NAMES))
-    return_url = fields.Url(required=True, require_tld=False, schemes={"http", "https"},
-                            validate=validate.Length(max=1000))
-    client_ip = fields.String(required=True)
+    return_url = Text(required=True, max_length=1000,
+                      validate=validate.URL(require_tld=False, schemes={"http", "https"}))
+    client_ip = Text(required=True, max_length=45)
     bank_code = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(BANK_CODE))
     locale = fields.String(load_default="vn", validate=validate.OneOf(["vn", "en"]))
 
     @validates("client_ip")
     def _client_ip(self, value, **kwargs):
+        """A plain address: no IPv6 zone (``%eth0``), no surrounding text; stored in 45 characters."""
         try:
-            ipaddress.ip_address(value)
+            address = ipaddress.ip_address(value)
         except ValueError:
             raise ValidationError("must be an IPv4 or IPv6 address") from None
+        if getattr(address, "scope_id", None) or "%" in value:
+            raise ValidationError("must be a plain IP address (no IPv6 zone)")
 
 
 class TxnRefSchema(Schema):
-    txn_ref = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    txn_ref = Text(required=True, min_length=1, max_length=32)
 
 
 class DossierCodeSchema(Schema):
-    dossier_code = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    dossier_code = Text(required=True, min_length=1, max_length=32)
 
 
 class ReconcileSchema(Schema):
     gateway = fields.String(required=True, validate=validate.OneOf(GATEWAY_NAMES))
-    settlement_csv = fields.String(required=True)
+    settlement_csv = Text(required=True, max_length=RECONCILE_RPC_MAX_CHARACTERS)
 
 
 class DossierStatusChangedSchema(Schema):
@@ -47,6 +53,7 @@ class DossierStatusChangedSchema(Schema):
     old_status = fields.String(load_default=None, allow_none=True)
     fee_amount = fields.Integer(load_default=0, allow_none=True, validate=validate.Range(min=0))
     procedure_name = fields.String(load_default=None, allow_none=True)
+    agency_code = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=64))
 
     class Meta:
         unknown = "exclude"

@@ -1,16 +1,16 @@
 """Nameko entrypoints of the payment service: validate, call one use case, dump."""
 import json
 
-from nameko.rpc import rpc
 from nameko.timer import Timer
 from nameko.web.handlers import http
 from werkzeug.wrappers import Response
 
-from payment import use_cases
+from payment import permissions, use_cases
 from payment.domain.model import AlreadyPaid, NoPaymentDue, PaymentNotFound
 from payment.gateways import GatewayUnavailable
 from payment.gateways.provider import Gateways
 from payment.reconciliation import reconcile_text
+from payment.reconciliation.confirm import gateway_confirmer
 from payment.schemas import (
     DossierCodeSchema,
     DossierStatusChangedSchema,
@@ -19,15 +19,18 @@ from payment.schemas import (
     TxnRefSchema,
     dump_payment,
 )
+from portal_shared.auth import CallerIdentity, ServiceRpcProxy
 from portal_shared.config import get_float
 from portal_shared.db import Database
-from portal_shared.errors import ValidationError, load
+from portal_shared.errors import Forbidden, Unauthorized, ValidationError, load
 from portal_shared.events import reliable_event_handler
 from portal_shared import health  # module import: `nameko run payment.service` must find only PaymentService
 from portal_shared.health import Monitoring, json_response
 from portal_shared.logs import WorkerLogContext
+from portal_shared.rpc import rpc
 
-EXPECTED = (ValidationError, NoPaymentDue, AlreadyPaid, GatewayUnavailable, PaymentNotFound)
+EXPECTED = (ValidationError, NoPaymentDue, AlreadyPaid, GatewayUnavailable, PaymentNotFound, Unauthorized,
+            Forbidden)
 INBOX_CONSUMER = "payment.on_dossier_status_changed"
 
 
@@ -50,13 +53,17 @@ class PaymentService(health.HealthEndpoints):
     db = Database(migrations="payment:migrations")
     monitoring = Monitoring()
     settings = Gateways()
+    caller = CallerIdentity()
+    dossier_rpc = ServiceRpcProxy("dossier")
 
     @rpc(expected_exceptions=EXPECTED)
     def start_payment(self, dossier_code, gateway, return_url, client_ip, bank_code=None, locale="vn"):
+        caller = self.caller.require("citizen", "officer")
         request = load(StartPaymentSchema(), {
             "dossier_code": dossier_code, "gateway": gateway, "return_url": return_url, "client_ip": client_ip,
             "bank_code": bank_code, "locale": locale,
         })
+        self._check_dossier(caller, request["dossier_code"])
         payment = use_cases.start_payment(self.db, self.settings, request)
         self.log.info("payment_started", txn_ref=payment["txn_ref"], dossier_code=dossier_code, gateway=gateway,
                       amount=payment["amount"])
@@ -64,18 +71,25 @@ class PaymentService(health.HealthEndpoints):
 
     @rpc(expected_exceptions=EXPECTED)
     def get_payment(self, txn_ref):
+        caller = self.caller.require("citizen", "officer", "finance", "service")
         request = load(TxnRefSchema(), {"txn_ref": txn_ref})
-        return dump_payment(use_cases.get_payment(self.db, request["txn_ref"]))
+        payment = use_cases.get_payment(self.db, request["txn_ref"])
+        self._check_dossier(caller, payment["dossier_code"], readers=("finance", "service"))
+        return dump_payment(payment)
 
     @rpc(expected_exceptions=EXPECTED)
     def list_payments(self, dossier_code):
+        caller = self.caller.require("citizen", "officer", "finance")
         request = load(DossierCodeSchema(), {"dossier_code": dossier_code})
+        self._check_dossier(caller, request["dossier_code"], readers=("finance",))
         return [dump_payment(row) for row in use_cases.list_payments(self.db, request["dossier_code"])]
 
     @rpc(expected_exceptions=EXPECTED)
     def reconcile(self, gateway, settlement_csv):
+        self.caller.require("finance")
         request = load(ReconcileSchema(), {"gateway": gateway, "settlement_csv": settlement_csv})
-        return reconcile_text(self.db, request["gateway"], request["settlement_csv"])
+        return reconcile_text(self.db, request["gateway"], request["settlement_csv"],
+                              confirm=gateway_confirmer(self.settings))
 
     @reliable_event_handler("dossier", "dossier_status_changed")
     def on_dossier_status_changed(self, payload):
@@ -120,6 +134,9 @@ class PaymentService(health.HealthEndpoints):
     def check_pending(self):
         to_refund = use_cases.settle_pending(self.db, self.settings, self.log.call_id_stack)
         self._refund(to_refund + use_cases.refunds_due(self.db))
+
+    def _check_dossier(self, caller, dossier_code, readers=()):
+        permissions.check_dossier_access(caller, self.db, self.dossier_rpc.get_dossier, dossier_code, readers)
 
     def _refund(self, txn_refs):
         """Refunds are tried at once; a refusal or an outage is retried by ``check_pending``."""

@@ -160,14 +160,15 @@ def record_dossier_status(uow, consumer, event, call_id_stack=None, now=None):
             _insert_ignoring_conflict(session, charges, {
                 "dossier_code": dossier_code, "amount": event["fee_amount"], "status": ChargeStatus.due.value,
                 "procedure_name": event.get("procedure_name"), "source_event_id": event["event_id"],
-                "created_at": now, "updated_at": now,
+                "agency_code": event.get("agency_code"), "created_at": now, "updated_at": now,
             })
             charge = _lock_charge(session, dossier_code)
             if charge["status"] != ChargeStatus.paid.value:
                 session.execute(
                     charges.update().where(charges.c.dossier_code == dossier_code).values(
                         amount=event["fee_amount"], status=ChargeStatus.due.value, source_event_id=event["event_id"],
-                        procedure_name=event.get("procedure_name"), updated_at=now,
+                        procedure_name=event.get("procedure_name"), agency_code=event.get("agency_code"),
+                        updated_at=now,
                     )
                 )
         elif new_status in CLOSING_STATUSES:
@@ -196,42 +197,79 @@ def order_info(dossier_code):
     return f"Thanh toan le phi ho so {dossier_code}"
 
 
+REUSE_MARGIN = timedelta(minutes=2)  # a pending attempt with less time left is not handed out again
+
+
 def start_payment(uow, settings, request, now=None):
-    """Create a pending payment for the dossier's charge and return it with its ``pay_url``."""
+    """Create a pending payment for the dossier's charge and return it with its ``pay_url``.
+
+    An unexpired pending attempt at the same gateway is returned again instead
+    of a new gateway order. Otherwise the pending row is committed *before*
+    the gateway is called (no order at the gateway that this service does not
+    know of), then completed with the pay URL; a gateway failure leaves it
+    failed with the reason. At most ``PAYMENT_MAX_ATTEMPTS`` per dossier.
+    """
     now = (now or utcnow()).replace(microsecond=0)  # the gateway sees whole seconds
+    refusal = settings.return_urls.refusal(request["return_url"])
+    if refusal:
+        raise ValidationError({"return_url": [refusal]})
     gateway = settings.gateway(request["gateway"])
+    dossier_code = request["dossier_code"]
     with uow.transaction() as session:
-        charge = session.execute(
-            sa.select(charges).where(charges.c.dossier_code == request["dossier_code"])
+        charge = _lock_charge(session, dossier_code)  # serialises the starts of one dossier
+        check_payable(charge["status"] if charge else None)
+        amount = int(charge["amount"])
+        if request["gateway"] == "momo" and not gateway.accepts_amount(amount):
+            raise ValidationError({"gateway": [f"MoMo takes 1,000 to 50,000,000 VND; this fee is {amount} VND"]})
+        gateway.require_configured()
+        reusable = session.execute(
+            sa.select(payments).where(
+                payments.c.dossier_code == dossier_code, payments.c.gateway == request["gateway"],
+                payments.c.status == Status.pending.value, payments.c.amount == amount,
+                payments.c.pay_url.is_not(None), payments.c.expires_at > now + REUSE_MARGIN,
+            ).order_by(payments.c.id.desc()).limit(1)
         ).mappings().first()
-        check_payable(charge["status"] if charge else None)
-    amount = int(charge["amount"])
-    if request["gateway"] == "momo" and not gateway.accepts_amount(amount):
-        raise ValidationError({"gateway": [f"MoMo takes 1,000 to 50,000,000 VND; this fee is {amount} VND"]})
-    gateway.require_configured()
-    txn_ref = new_txn_ref(now)
-    expires_at = now + timedelta(minutes=settings.expiry_minutes)
-    checkout = gateway.create_checkout(CheckoutRequest(
-        txn_ref=txn_ref, amount=amount, order_info=order_info(request["dossier_code"]),
-        return_url=request["return_url"], client_ip=request["client_ip"], ipn_url=settings.momo_ipn_url,
-        created_at=now, expires_at=expires_at, bank_code=request.get("bank_code"), locale=request["locale"],
-    ))
-    with uow.transaction() as session:
-        charge = _lock_charge(session, request["dossier_code"])
-        check_payable(charge["status"] if charge else None)
-        if int(charge["amount"]) != amount:
-            raise NoPaymentDue("the fee changed while the payment was being created; start again")
+        if reusable is not None:
+            return dict(reusable)
+        attempts = session.execute(
+            sa.select(sa.func.count()).select_from(payments).where(payments.c.dossier_code == dossier_code)
+        ).scalar_one()
+        if attempts >= settings.max_attempts:
+            raise ValidationError({"dossier_code": [
+                f"this dossier already has {attempts} payment attempts, the most allowed; ask the agency"]})
+        txn_ref = new_txn_ref(now)
+        expires_at = now + timedelta(minutes=settings.expiry_minutes)
         values = {
-            "txn_ref": txn_ref, "dossier_code": request["dossier_code"], "amount": amount,
-            "gateway": request["gateway"], "status": Status.pending.value, "pay_url": checkout.pay_url,
+            "txn_ref": txn_ref, "dossier_code": dossier_code, "amount": amount,
+            "gateway": request["gateway"], "status": Status.pending.value, "pay_url": None,
             "created_at": now, "expires_at": expires_at, "updated_at": now, "client_ip": request["client_ip"],
         }
         payment_id = session.execute(payments.insert().values(**values).returning(payments.c.id)).scalar_one()
         session.execute(payment_history.insert().values(
             payment_id=payment_id, txn_ref=txn_ref, old_status=None, new_status=Status.pending.value,
-            source=Source.create.value, at=now, evidence=_jsonable({"gateway_answer": checkout.raw}),
+            source=Source.create.value, at=now, evidence={"client_ip": request["client_ip"]},
         ))
-    return {**values, "id": payment_id, "gateway_txn_no": None, "paid_at": None, "refund_error": None}
+    try:
+        checkout = gateway.create_checkout(CheckoutRequest(
+            txn_ref=txn_ref, amount=amount, order_info=order_info(dossier_code),
+            return_url=request["return_url"], client_ip=request["client_ip"], ipn_url=settings.momo_ipn_url,
+            created_at=now, expires_at=expires_at, bank_code=request.get("bank_code"), locale=request["locale"],
+        ))
+    except GatewayUnavailable as exc:
+        with uow.transaction() as session:
+            row = _lock_payment(session, payments.c.id == payment_id, payments.c.status == Status.pending.value)
+            if row is not None:
+                reason = f"gateway unavailable: {exc}"
+                row = _transition(session, row, Status.failed, Source.create, {"reason": reason}, utcnow())
+                _emit(session, "payment_failed", row, None, reason=reason)
+        raise
+    with uow.transaction() as session:
+        session.execute(payments.update().where(payments.c.id == payment_id).values(pay_url=checkout.pay_url))
+        session.execute(payment_history.update().where(
+            payment_history.c.payment_id == payment_id, payment_history.c.source == Source.create.value,
+        ).values(evidence=_jsonable({"client_ip": request["client_ip"], "gateway_answer": checkout.raw})))
+    return {**values, "pay_url": checkout.pay_url, "id": payment_id, "gateway_txn_no": None, "paid_at": None,
+            "refund_error": None}
 
 
 # --- callbacks ------------------------------------------------------------------------------
@@ -389,7 +427,7 @@ def get_payment(uow, txn_ref):
 def list_payments(uow, dossier_code):
     with uow.read() as session:
         rows = session.execute(
-            sa.select(payments).where(payments.c.dossier_code == dossier_code).order_by(payments.c.id)
+            sa.select(payments).where(payments.c.dossier_code == dossier_code).order_by(payments.c.id).limit(200)
         ).mappings().all()
     return rows
 

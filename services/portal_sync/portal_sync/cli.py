@@ -31,6 +31,7 @@ from tqdm import tqdm  # noqa: E402
 from portal_shared.config import env_or  # noqa: E402
 from portal_shared.db import UnitOfWork, create_db_engine, upgrade_database  # noqa: E402
 from portal_shared.logs import configure_logging  # noqa: E402
+from portal_shared.validation import MAX_PAGE  # noqa: E402  (dossier's largest list_dossiers page)
 from portal_sync import use_cases  # noqa: E402
 from portal_sync.catalogue import NationalCodes  # noqa: E402
 from portal_sync.client import NationalPortalClient, PortalError, PortalSettings  # noqa: E402
@@ -55,7 +56,7 @@ def open_database(url=None):
     return engine, UnitOfWork(sessionmaker(bind=engine, expire_on_commit=False), None)
 
 
-def run_backfill(uow, directory, page_size=500, restart=False, out=sys.stdout, progress=True):
+def run_backfill(uow, directory, page_size=MAX_PAGE, restart=False, out=sys.stdout, progress=True):
     """Track every dossier of the dossier service, page by page; resumes where a killed run stopped."""
     if restart:
         use_cases.finish_backfill(uow, restart=True)
@@ -150,7 +151,8 @@ def parser():
     resend.add_argument("codes", nargs="+")
     resend.add_argument("--from-scratch", action="store_true", help="as new, with every history entry")
     backfill = commands.add_parser("backfill", help="track every existing dossier")
-    backfill.add_argument("--page-size", type=int, default=500, choices=range(1, 501), metavar="1..500")
+    backfill.add_argument("--page-size", type=int, default=MAX_PAGE, choices=range(1, MAX_PAGE + 1),
+                          metavar=f"1..{MAX_PAGE}")
     backfill.add_argument("--restart", action="store_true", help="start over instead of resuming")
     backfill.add_argument("--no-progress", action="store_true")
     drift = commands.add_parser("drift", help="look dossiers up at the portal and resend those that differ")

@@ -11,6 +11,8 @@ from nameko.exceptions import RemoteError
 from nameko.extensions import DependencyProvider
 from nameko.standalone.rpc import ClusterRpcProxy
 
+from portal_shared.auth import AUTH_CONTEXT_KEY, ServiceTokens, auth_settings
+
 RPC_TIMEOUT_SECONDS = 30
 
 
@@ -29,9 +31,17 @@ class PortalSyncRpcProxy(ClusterRpcProxy):
         service_name = "portal_sync"
 
 
-def caller_context(config):
+def service_tokens(config):
+    """portal_sync's own ``service`` tokens, signed with ``AUTH_JWT_SECRET`` (config, else the environment)."""
+    return ServiceTokens("portal_sync", auth_settings(config))
+
+
+def caller_context(tokens):
     """Nameko context data for our calls: the caller's identity goes here, and only here."""
-    return {}
+    try:
+        return {AUTH_CONTEXT_KEY: tokens.header()}
+    except ValueError:  # AUTH_JWT_SECRET unset: dossier would refuse us; keep the work pending
+        raise DossierUnavailable("AUTH_JWT_SECRET is not set: no service token for dossier") from None
 
 
 class DossierReader:
@@ -63,13 +73,13 @@ class DossierDirectory:
 
     def __init__(self, config, timeout=RPC_TIMEOUT_SECONDS):
         self.config = {"AMQP_URI": config["AMQP_URI"]}
-        self._full_config = config
+        self._tokens = service_tokens(config)
         self.timeout = timeout
 
     @contextmanager
     def open(self):
         try:
-            proxy = PortalSyncRpcProxy(self.config, context_data=caller_context(self._full_config),
+            proxy = PortalSyncRpcProxy(self.config, context_data=caller_context(self._tokens),
                                     timeout=self.timeout)
             client = proxy.start()
         except Exception as exc:

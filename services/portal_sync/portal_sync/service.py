@@ -1,13 +1,14 @@
 """Nameko entrypoints of portal_sync: record what changed, answer statistics, expose metrics."""
-from nameko.rpc import rpc
 from nameko.web.handlers import http
 from prometheus_client import Gauge
 
+from portal_shared.auth import CallerIdentity
 from portal_shared.db import Database
-from portal_shared.errors import ValidationError, load
+from portal_shared.errors import Forbidden, Unauthorized, ValidationError, load
 from portal_shared.events import reliable_event_handler
 from portal_shared.health import HealthEndpoints, Monitoring
 from portal_shared.logs import WorkerLogContext
+from portal_shared.rpc import rpc
 from portal_sync import use_cases
 from portal_sync.catalogue import NationalCatalogue
 from portal_sync.delivery import PortalDelivery
@@ -27,6 +28,7 @@ class PortalSyncService(HealthEndpoints):
     monitoring = Monitoring()
     catalogue = NationalCatalogue()
     dossiers = Dossiers()
+    caller = CallerIdentity()
     delivery = PortalDelivery()
 
     @reliable_event_handler("dossier", "dossier_status_changed")
@@ -50,8 +52,9 @@ class PortalSyncService(HealthEndpoints):
             self.delivery.wake()
         self.log.info("refund_recorded", dossier_code=event["dossier_code"], txn_ref=event["txn_ref"])
 
-    @rpc(expected_exceptions=(ValidationError,))
+    @rpc(expected_exceptions=(ValidationError, Unauthorized, Forbidden))
     def sync_stats(self):
+        self.caller.require("operator")  # database-wide figures: operators only
         return use_cases.sync_stats(self.db)
 
     @http("GET", "/metrics")

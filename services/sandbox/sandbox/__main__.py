@@ -1,5 +1,6 @@
 """``python -m sandbox``: the HTTP fakes and the SMTP sink in one process."""
 import logging
+import os
 import signal
 import sys
 
@@ -7,6 +8,7 @@ from werkzeug.serving import make_server
 
 from sandbox.app import SandboxApp
 from sandbox.config import Settings
+from sandbox.guard import refusal
 from sandbox.messaging import start_smtp
 from sandbox.store import Store
 
@@ -15,6 +17,10 @@ log = logging.getLogger("sandbox")
 
 def main():
     logging.basicConfig(level=logging.INFO, format="%(asctime)s sandbox %(levelname)s %(message)s")
+    reason = refusal(os.environ)
+    if reason:
+        log.error("sandbox refuses to start: %s", reason)
+        sys.exit(2)
     settings = Settings.from_env()
     store = Store()
     smtp = start_smtp(store, settings.smtp_host, settings.smtp_port)

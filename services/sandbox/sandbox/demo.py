@@ -4,7 +4,10 @@ Runs against a running ``make run`` (the services and the sandbox):
 RPC through ``ClusterRpcProxy`` on ``AMQP_URI``, the citizen's clicks against
 the sandbox's pay page, and after every step the SMS and e-mails the citizen
 received, read from the sandbox's ``/outbox.json``; at the end, the dossier as
-the (sandbox) national portal received it from portal_sync.
+the (sandbox) national portal received it from portal_sync. The citizen and the
+officer each call with their own token (CONTRACT section 5), signed with
+``AUTH_JWT_SECRET`` or, when unset, the dev key ``make run`` wrote to
+``var/dev-auth-secret``.
 """
 import eventlet
 
@@ -31,8 +34,9 @@ APPLICANT = {
 
 
 class Demo:
-    def __init__(self, rpc, sandbox_url):
-        self.rpc = rpc
+    def __init__(self, citizen, officer, sandbox_url):
+        self.rpc = citizen      # the citizen's calls (through the portal)
+        self.officer = officer  # the one-stop-shop officer's calls
         self.sandbox_url = sandbox_url.rstrip("/")
         self.code = None
         self.seen = set()
@@ -89,7 +93,7 @@ class Demo:
         self.messages(wait=1.5)
 
         self.step("Officer accepts it: the fee of 200.000 đ becomes payable")
-        dossier = self.rpc.dossier.act_on_dossier(self.code, "accept", "can-bo-mot-cua")
+        dossier = self.officer.dossier.act_on_dossier(self.code, "accept", "can-bo-mot-cua")
         self.show(dossier)
         self.messages()
 
@@ -118,11 +122,11 @@ class Demo:
         self.messages()
 
         self.step("Officer finishes processing")
-        self.show(self.rpc.dossier.act_on_dossier(self.code, "finish", "can-bo-xu-ly"))
+        self.show(self.officer.dossier.act_on_dossier(self.code, "finish", "can-bo-xu-ly"))
         self.messages()
 
         self.step("Result handed back to the citizen")
-        dossier = self.rpc.dossier.act_on_dossier(self.code, "return_result", "can-bo-mot-cua")
+        dossier = self.officer.dossier.act_on_dossier(self.code, "return_result", "can-bo-mot-cua")
         self.show(dossier)
         self.messages()
 
@@ -172,8 +176,19 @@ def main():
         requests.get(f"{sandbox_url}/healthz", timeout=3).raise_for_status()
     except requests.RequestException:
         sys.exit(f"demo: the sandbox does not answer at {sandbox_url}; start `make run` first")
-    with ClusterRpcProxy({"AMQP_URI": amqp_uri}, timeout=30) as rpc:
-        Demo(rpc, sandbox_url).run()
+    from portal_shared.auth import DEV_SECRET_FILE, _read_dev_secret, auth_settings, bearer, make_token
+
+    settings = auth_settings()
+    secret = settings.secret or _read_dev_secret()
+    if not secret:
+        sys.exit(f"demo: AUTH_JWT_SECRET is not set and {DEV_SECRET_FILE} does not exist; start `make run` first")
+    citizen = bearer(make_token(secret, "citizen-demo", ["citizen"], id_number=APPLICANT["id_number"],
+                                issuer=settings.issuer))
+    officer = bearer(make_token(secret, "can-bo-mot-cua", ["officer"], agencies=["STP-HN"], issuer=settings.issuer))
+    config = {"AMQP_URI": amqp_uri}
+    with ClusterRpcProxy(config, context_data={"authorization": citizen}, timeout=30) as citizen_rpc, \
+            ClusterRpcProxy(config, context_data={"authorization": officer}, timeout=30) as officer_rpc:
+        Demo(citizen_rpc, officer_rpc, sandbox_url).run()
 
 
 if __name__ == "__main__":

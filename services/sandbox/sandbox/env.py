@@ -62,6 +62,11 @@ def sandbox_environment(environ=None):
     defaults = {
         "PAYMENT_CALLBACK_BASE_URL": "http://127.0.0.1:8000",
         "NOTIFY_CALLBACK_BASE_URL": "http://127.0.0.1:8001",
+        # dev listeners on loopback only (the contract's 0.0.0.0 defaults are for containers)
+        "DOSSIER_HTTP_ADDRESS": "127.0.0.1:8002",
+        "PAYMENT_HTTP_ADDRESS": "127.0.0.1:8000",
+        "NOTIFY_HTTP_ADDRESS": "127.0.0.1:8001",
+        "PORTAL_SYNC_HTTP_ADDRESS": "127.0.0.1:8003",
     }
     for name, value in defaults.items():
         if not env.get(name):

@@ -45,6 +45,10 @@ class PaymentSettings:
         self.pending_check_seconds = get_float(config, "PAYMENT_PENDING_CHECK_SECONDS", 300)
         base = get_str(config, "PAYMENT_CALLBACK_BASE_URL", "http://localhost:8000")
         self.callback_base_url = base.rstrip("/")
+        from payment.return_urls import ReturnUrlPolicy  # late: return_urls is outside the gateways package
+
+        self.return_urls = ReturnUrlPolicy.from_config(config)
+        self.max_attempts = int(get_float(config, "PAYMENT_MAX_ATTEMPTS", 10))
 
     @property
     def momo_ipn_url(self):

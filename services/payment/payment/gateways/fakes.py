@@ -111,6 +111,15 @@ class FakeVnpay(FakeServer):
             }
         return self.ipn_params(txn_ref, amount=amount)
 
+    def settled(self, txn_ref, amount, created_at, order_info="", transaction_no=None):
+        """An order VNPay knows as paid (the citizen paid; no IPN reached us): what querydr then reports."""
+        with self.lock:
+            self.orders[txn_ref] = {
+                "amount": int(amount) * 100, "create_date": vnpay.vn_timestamp(created_at), "params": {},
+                "order_info": order_info, "paid": None,
+            }
+        self.pay(txn_ref, transaction_no=transaction_no)
+
     def ipn_params(self, txn_ref, amount=None, **overrides):
         order, paid = self.orders[txn_ref], self.orders[txn_ref]["paid"]
         params = {

@@ -2,15 +2,35 @@
 from nameko.extensions import DependencyProvider
 
 from payment.gateways import PaymentSettings
+from portal_shared.config import ConfigError, dev_mode, get_str
 from portal_shared.logs import get_logger
 
 log = get_logger(__name__)
+
+# The sandbox's dummy credentials (services/sandbox/sandbox/config.py DUMMY), published in this
+# repository: anyone can sign a "paid" IPN with them, so they are refused outside dev mode.
+PUBLISHED_SANDBOX_SECRETS = {
+    "VNPAY_HASH_SECRET": "SANDBOXVNPAYHASHSECRET0123456789",
+    "MOMO_ACCESS_KEY": "sandboxaccesskey",
+    "MOMO_SECRET_KEY": "sandboxmomosecretkey0123456789ab",
+}
+
+
+def check_not_published(config):
+    """``ConfigError`` when a gateway secret is the sandbox's published one and dev mode is off."""
+    if dev_mode(config):
+        return
+    for key, published in PUBLISHED_SANDBOX_SECRETS.items():
+        if get_str(config, key) == published:
+            raise ConfigError(f"{key} is the sandbox's published dummy secret; refused outside dev mode "
+                              "(PORTAL_DEV_MODE=1, as `make run` sets)")
 
 
 class Gateways(DependencyProvider):
     """Builds the adapters once at start-up; a gateway without credentials is logged, not fatal."""
 
     def setup(self):
+        check_not_published(self.container.config)
         self.settings = PaymentSettings(self.container.config)
         for name, gateway in self.settings.gateways.items():
             if gateway.configured:

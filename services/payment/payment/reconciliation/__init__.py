@@ -9,6 +9,8 @@
   no outbox relay to wake).
 
 Both run in one transaction of the unit of work: a refused file stores nothing.
+Each takes ``confirm`` (``confirm.gateway_confirmer(settings)``): nothing is fixed
+that the gateway does not confirm.
 """
 import io
 import os
@@ -21,14 +23,15 @@ __all__ = ["reconcile_text", "reconcile_file", "reconcile_file_on", "reconcile_l
            "succeeded_payload", "HEADER"]
 
 
-def reconcile_text(uow, gateway, settlement_csv, source="rpc"):
+def reconcile_text(uow, gateway, settlement_csv, source="rpc", *, confirm):
     """Reconcile a settlement file given as text; return the contract's report."""
     with uow.transaction() as session:
-        run_id = reconcile_lines(session, gateway, io.StringIO(settlement_csv or "", newline=""), source=source)
+        run_id = reconcile_lines(session, gateway, io.StringIO(settlement_csv or "", newline=""), source=source,
+                                 confirm=confirm)
         return build_report(session.connection(), run_id)
 
 
-def reconcile_file(uow, gateway, path, wrap=None):
+def reconcile_file(uow, gateway, path, wrap=None, *, confirm):
     """Reconcile the settlement file at ``path``, streaming it; return the run id.
 
     ``wrap(binary_file)`` may return a file-like wrapper around the raw file
@@ -38,7 +41,7 @@ def reconcile_file(uow, gateway, path, wrap=None):
         binary = wrap(raw) if wrap is not None else raw
         text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="", errors="replace")
         with uow.transaction() as session:
-            return reconcile_lines(session, gateway, text, source=os.path.basename(path))
+            return reconcile_lines(session, gateway, text, source=os.path.basename(path), confirm=confirm)
 
 
 class _ConnectionSession:
@@ -52,7 +55,7 @@ class _ConnectionSession:
         return self._connection
 
 
-def reconcile_file_on(engine, gateway, path, wrap=None):
+def reconcile_file_on(engine, gateway, path, wrap=None, *, confirm):
     """``reconcile_file`` in one transaction of its own on ``engine`` (committed, or rolled back on error).
 
     For a process with no outbox relay to wake (the console command): the
@@ -62,4 +65,5 @@ def reconcile_file_on(engine, gateway, path, wrap=None):
         binary = wrap(raw) if wrap is not None else raw
         text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="", errors="replace")
         with engine.begin() as connection:
-            return reconcile_lines(_ConnectionSession(connection), gateway, text, source=os.path.basename(path))
+            return reconcile_lines(_ConnectionSession(connection), gateway, text, source=os.path.basename(path),
+                                   confirm=confirm)

@@ -10,6 +10,12 @@ twice, or by two operators at once, fixes each payment once and records one
 ``payment_succeeded`` for it. On PostgreSQL a transaction-scoped advisory lock
 per gateway also makes concurrent runs of one gateway take turns, so their
 reports are consistent.
+
+A candidate is fixed only when the gateway confirms it: ``confirm(candidate)``
+(``confirm.gateway_confirmer``: VNPay querydr, MoMo query) is asked about each
+pending/expired payment the file says succeeded with the same amount, before
+any row is locked; one it does not confirm is recorded as ``unconfirmed`` with
+the reason and left as it is.
 """
 import csv
 import io
@@ -58,7 +64,7 @@ def check_gateway(gateway):
     return name
 
 
-def reconcile_lines(session, gateway, lines, source=None, now=None):
+def reconcile_lines(session, gateway, lines, source=None, now=None, *, confirm):
     """Reconcile the settlement file given as text ``lines`` inside the caller's transaction.
 
     Returns the id of the stored run (see ``reports.build_report``). Raises
@@ -96,9 +102,9 @@ def reconcile_lines(session, gateway, lines, source=None, now=None):
             _mark_duplicates(connection, staging)
         steps.done("duplicates")
         if is_pg:
-            fixed = _fix_pending_in_postgresql(session, connection, gateway, run_id, source, now)
+            fixed = _fix_pending_in_postgresql(session, connection, gateway, run_id, source, now, confirm)
         else:
-            fixed = _fix_pending(session, connection, staging, gateway, run_id, source, now)
+            fixed = _fix_pending(session, connection, staging, gateway, run_id, source, now, confirm)
         steps.done("fix")
         if is_pg:
             _record_findings_in_postgresql(connection, staging, gateway, run_id, stats.dates)
@@ -265,9 +271,40 @@ def _mark_duplicates(connection, staging):
     )
 
 
-def _fix_pending(session, connection, staging, gateway, run_id, source, now):
+def _unconfirmed(connection, candidates, confirm, run_id):
+    """Ask the gateway about each candidate; record and return the ids of those it does not confirm."""
+    refused, items = set(), []
+    for candidate in candidates:
+        reason = confirm(candidate)
+        if reason is None:
+            continue
+        refused.add(candidate.id)
+        items.append({
+            "run_id": run_id, "outcome": "unconfirmed", "line": candidate.line, "txn_ref": candidate.txn_ref,
+            "dossier_code": candidate.dossier_code, "gateway_txn_no": None, "local_status": candidate.status,
+            "gateway_status": "success", "local_amount": candidate.amount, "gateway_amount": candidate.amount,
+            "paid_at": None, "reason": str(reason)[:1000],
+        })
+    if items:
+        connection.execute(reconciliation_items.insert(), items)
+        log.warning("reconciliation_unconfirmed", run_id=run_id, count=len(items))
+    return refused
+
+
+CANDIDATE_COLUMNS = (payments.c.id, payments.c.txn_ref, payments.c.dossier_code, payments.c.amount,
+                     payments.c.gateway, payments.c.status, payments.c.created_at)
+
+
+def _fix_pending(session, connection, staging, gateway, run_id, source, now, confirm):
     """Move pending/expired payments the gateway settled (same amount) to succeeded, chunk by chunk."""
     total = 0
+    refused = _unconfirmed(connection, connection.execute(
+        sa.select(*CANDIDATE_COLUMNS, staging.c.line)
+        .join(staging, staging.c.txn_ref == payments.c.txn_ref)
+        .where(payments.c.gateway == gateway, payments.c.status.in_(FIXABLE), staging.c.reason.is_(None),
+               staging.c.status == "success", staging.c.amount == payments.c.amount)
+        .order_by(payments.c.id)
+    ).all(), confirm, run_id)
     candidates = (
         sa.select(payments.c.id, payments.c.status, staging.c.line)
         .join(staging, staging.c.txn_ref == payments.c.txn_ref)
@@ -277,6 +314,7 @@ def _fix_pending(session, connection, staging, gateway, run_id, source, now):
             staging.c.reason.is_(None),
             staging.c.status == "success",
             staging.c.amount == payments.c.amount,
+            payments.c.id.not_in(sorted(refused)),
         )
         .order_by(payments.c.id)
         .limit(FIX_CHUNK)
@@ -308,7 +346,7 @@ def _fix_pending(session, connection, staging, gateway, run_id, source, now):
         total += len(updated)
 
 
-def _fix_pending_in_postgresql(session, connection, gateway, run_id, source, now):
+def _fix_pending_in_postgresql(session, connection, gateway, run_id, source, now, confirm):
     """As ``_fix_pending``, but the join with the file runs once, into a small TEMP table of candidates.
 
     Candidates are then taken a chunk at a time in id order: their payments are
@@ -323,6 +361,11 @@ def _fix_pending_in_postgresql(session, connection, gateway, run_id, source, now
     ).bindparams(sa.bindparam("fixable", expanding=True)), {"gateway": gateway, "fixable": list(FIXABLE)})
     connection.execute(sa.text("CREATE UNIQUE INDEX ON recon_fix (id)"))
     fix = fix_table()
+    refused = _unconfirmed(connection, connection.execute(
+        sa.select(*CANDIDATE_COLUMNS, fix.c.line).join(fix, fix.c.id == payments.c.id).order_by(payments.c.id)
+    ).all(), confirm, run_id)
+    if refused:
+        connection.execute(fix.delete().where(fix.c.id.in_(sorted(refused))))
     next_ids = sa.select(fix.c.id).where(fix.c.id > sa.bindparam("after")).order_by(fix.c.id).limit(FIX_CHUNK)
     total, after = 0, 0
     while True:

@@ -30,6 +30,8 @@ FIELDS = {
                         ("gateway_status", "gateway_status"), ("gateway_txn_no", "gateway_txn_no"),
                         ("paid_at", "paid_at")],
     "malformed": [("line", "line"), ("reason", "reason")],
+    "unconfirmed": [("txn_ref", "txn_ref"), ("reason", "reason"), ("line", "line"), ("dossier_code", "dossier_code"),
+                    ("amount", "local_amount")],
 }
 CSV_COLUMNS = ["outcome", "line", "txn_ref", "dossier_code", "gateway_txn_no", "local_status", "gateway_status",
                "local_amount", "gateway_amount", "paid_at", "reason"]
@@ -41,6 +43,7 @@ LABELS = {
     "amount_mismatch": "Amount mismatch",
     "status_mismatch": "Status mismatch",
     "malformed": "Malformed lines",
+    "unconfirmed": "Not confirmed by the gateway",
 }
 
 

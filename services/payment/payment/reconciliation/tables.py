@@ -13,7 +13,8 @@ metadata = sa.MetaData()
 
 BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
-OUTCOMES = ("fixed", "missing_locally", "missing_at_gateway", "amount_mismatch", "status_mismatch", "malformed")
+OUTCOMES = ("fixed", "missing_locally", "missing_at_gateway", "amount_mismatch", "status_mismatch", "malformed",
+            "unconfirmed")
 
 
 def run_columns():

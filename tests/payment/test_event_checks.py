@@ -1,0 +1,115 @@
+"""Events are checked, not trusted: dossier applies a payment_succeeded only when payment confirms it."""
+import json
+import uuid
+
+import eventlet
+import pytest
+import sqlalchemy as sa
+from kombu import Connection
+from nameko.standalone.events import event_dispatcher
+
+from dossier.service import DossierService
+from portal_shared.events import ERROR_HEADER
+from portal_shared.schema import outbox_table
+from tests.helpers import free_port, make_collector, rpc_proxy, wait_for
+from tests.payment.conftest import vnpay_ipn
+
+DLQ = "evt-payment-payment_succeeded--dossier.on_payment_succeeded.dlq"
+RETURN_URL = "https://dichvucong.example.vn/thanh-toan/ket-qua"
+APPLICANT = {"full_name": "Phạm Văn Dũng", "id_number": "079199007777", "phone": "0912345678"}
+
+
+def parked(rabbit_config):
+    """The dead-letter queue's messages as (payload, reason), left in place."""
+    found = []
+    with Connection(rabbit_config["AMQP_URI"]) as connection:
+        channel = connection.default_channel
+        while (message := channel.basic_get(DLQ, no_ack=False)) is not None:
+            found.append((json.loads(message.body), message.headers.get(ERROR_HEADER, "")))
+        channel.basic_recover(requeue=True)
+    return found
+
+
+@pytest.fixture
+def both(container_factory, rabbit_config, fresh_database, payment_container, payment_config, payment_db):
+    database = fresh_database("dossier")
+    database.truncate()
+    config = {**rabbit_config, "DATABASE_URL": database.url, "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}",
+              "OUTBOX_SWEEP_SECONDS": 0.5, "EVENT_RETRY_BACKOFF_SECONDS": 0.05}
+    container_factory(DossierService, config).start()
+
+    def awaiting_payment():
+        with rpc_proxy(config) as rpc:
+            code = rpc.dossier.submit_dossier("LLTP-01", APPLICANT)["code"]
+            assert rpc.dossier.act_on_dossier(code, "accept", "can-bo")["status"] == "payment_requested"
+        wait_for(lambda: payment_db.charge(code), message="charge")
+        return code
+
+    def dossier(code):
+        with rpc_proxy(config) as rpc:
+            return rpc.dossier.get_dossier(code)
+
+    return awaiting_payment, dossier, database
+
+
+def forged(code, txn_ref, amount=200000):
+    return {"event_id": str(uuid.uuid4()), "occurred_at": "2026-12-04T10:00:00+07:00", "txn_ref": txn_ref,
+            "dossier_code": code, "amount": amount, "gateway": "vnpay", "gateway_txn_no": "1",
+            "paid_at": "2026-12-04T10:00:00+07:00"}
+
+
+def test_forged_payment_events_are_parked_with_the_reason_and_change_nothing(
+        both, payment_config, rabbit_config, fake_vnpay):
+    awaiting_payment, dossier, _ = both
+    code = awaiting_payment()
+    with rpc_proxy(payment_config, role="officer") as rpc:
+        pending = rpc.payment.start_payment(code, "vnpay", RETURN_URL, "203.0.113.7")
+    dispatch = event_dispatcher(rabbit_config)
+    dispatch("payment", "payment_succeeded", forged(code, "P-NO-SUCH-REF"))           # unknown payment
+    dispatch("payment", "payment_succeeded", forged(code, pending["txn_ref"]))        # real but only pending
+    dispatch("payment", "payment_succeeded", {**forged(code, None), "txn_ref": None})  # nothing to check
+    found = wait_for(lambda: len(parked(rabbit_config)) == 3 and parked(rabbit_config), timeout=20,
+                     message="three parked events")
+    reasons = sorted(reason for _, reason in found)
+    assert any("unknown to the payment service" in reason for reason in reasons)
+    assert any("its status is pending" in reason for reason in reasons)
+    assert any("without txn_ref" in reason for reason in reasons)
+    current = dossier(code)
+    assert current["status"] == "payment_requested" and current["fee_paid"] is False
+
+
+def test_a_wrong_amount_or_dossier_is_parked_and_a_real_event_redelivered_applies_once(
+        both, payment_config, payment_database, rabbit_config, fake_vnpay, container_factory):
+    awaiting_payment, dossier, dossier_database = both
+    code, other = awaiting_payment(), awaiting_payment()
+    collector = make_collector("dossier", "dossier_status_changed", name="status_collector")
+    container_factory(collector, rabbit_config).start()
+    with rpc_proxy(payment_config, role="officer") as rpc:
+        payment = rpc.payment.start_payment(code, "vnpay", RETURN_URL, "203.0.113.7")
+    fake_vnpay.visit(payment["pay_url"])
+    dispatch = event_dispatcher(rabbit_config)
+    dispatch("payment", "payment_succeeded", forged(code, payment["txn_ref"]))  # not yet paid: parked
+    wait_for(lambda: len(parked(rabbit_config)) == 1, message="parked before the IPN")
+    assert vnpay_ipn(payment_config, fake_vnpay.pay(payment["txn_ref"]))["RspCode"] == "00"
+    wait_for(lambda: dossier(code)["status"] == "processing", timeout=20, message="processing")
+
+    dispatch("payment", "payment_succeeded", forged(code, payment["txn_ref"], amount=1000))  # wrong amount
+    dispatch("payment", "payment_succeeded", forged(other, payment["txn_ref"]))  # someone else's payment
+    found = wait_for(lambda: len(parked(rabbit_config)) == 3 and parked(rabbit_config), message="parked")
+    assert any("its amount is 200000, not 1000" in reason for _, reason in found)
+    assert any("another dossier" in reason for _, reason in found)
+    assert dossier(other)["status"] == "payment_requested"
+
+    with payment_database.engine.connect() as connection:
+        [real] = connection.execute(sa.select(outbox_table.c.payload).where(
+            outbox_table.c.event_type == "payment_succeeded")).scalars().all()
+    for _ in range(2):  # the broker hands the real event over again
+        dispatch("payment", "payment_succeeded", real)
+    eventlet.sleep(1.5)
+    final = dossier(code)
+    assert [h["status"] for h in final["history"]] == ["submitted", "accepted", "payment_requested", "processing"]
+    assert [e["new_status"] for e in collector.received if e["dossier_code"] == code].count("processing") == 1
+    with dossier_database.engine.connect() as connection:
+        claimed = connection.execute(sa.text("SELECT count(*) FROM inbox_messages")).scalar_one()
+    assert claimed == 1
+    assert len(parked(rabbit_config)) == 3

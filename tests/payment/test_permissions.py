@@ -1,0 +1,65 @@
+"""Payment's side of CONTRACT section 5: who may start, read and reconcile payments."""
+import pytest
+from nameko.exceptions import RemoteError
+
+from dossier.service import DossierService
+from tests.helpers import free_port, rpc_proxy, wait_for
+
+RETURN_URL = "https://dichvucong.example.vn/thanh-toan/ket-qua"
+APPLICANT = {"full_name": "Trần Thị Bình", "id_number": "079199001234", "phone": "0912345678"}
+
+
+def refused(call, exc_type):
+    with pytest.raises(RemoteError) as error:
+        call()
+    assert error.value.exc_type == exc_type, error.value
+    return error.value
+
+
+@pytest.fixture
+def dossier_awaiting_payment(container_factory, rabbit_config, fresh_database, payment_container, payment_db):
+    database = fresh_database("dossier")
+    database.truncate()
+    config = {**rabbit_config, "DATABASE_URL": database.url, "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}",
+              "OUTBOX_SWEEP_SECONDS": 0.5, "EVENT_RETRY_BACKOFF_SECONDS": 0.05}
+    container_factory(DossierService, config).start()
+    with rpc_proxy(config, role="officer", agencies=["STP-HN"]) as rpc:
+        code = rpc.dossier.submit_dossier("LLTP-01", APPLICANT)["code"]
+        rpc.dossier.act_on_dossier(code, "accept", "can-bo")
+    wait_for(lambda: payment_db.charge(code), message="charge from the dossier event")
+    return code
+
+
+def test_citizen_and_officer_rules_for_payments(payment_config, dossier_awaiting_payment, payment_db):
+    code = dossier_awaiting_payment
+    with rpc_proxy(payment_config, role="citizen", id_number="001099099999") as rpc:
+        refused(lambda: rpc.payment.start_payment(code, "vnpay", RETURN_URL, "203.0.113.7"), "Forbidden")
+        refused(lambda: rpc.payment.list_payments(code), "Forbidden")
+    with rpc_proxy(payment_config, role="officer", agencies=["CA-HN"]) as rpc:
+        refused(lambda: rpc.payment.start_payment(code, "vnpay", RETURN_URL, "203.0.113.7"), "Forbidden")
+    with rpc_proxy(payment_config, role="operator") as rpc:
+        refused(lambda: rpc.payment.list_payments(code), "Forbidden")
+    with rpc_proxy(payment_config, token=None) as rpc:
+        refused(lambda: rpc.payment.start_payment(code, "vnpay", RETURN_URL, "203.0.113.7"), "Unauthorized")
+    # nothing was created by the refusals:
+    with rpc_proxy(payment_config, role="finance") as rpc:
+        assert rpc.payment.list_payments(code) == []
+    # the applicant (checked through the dossier service with payment's own service token) may pay
+    with rpc_proxy(payment_config, role="citizen", id_number=APPLICANT["id_number"]) as rpc:
+        payment = rpc.payment.start_payment(code, "vnpay", RETURN_URL, "203.0.113.7")
+        assert rpc.payment.get_payment(payment["txn_ref"])["dossier_code"] == code
+    with rpc_proxy(payment_config, role="officer", agencies=["STP-HN"]) as rpc:
+        assert [p["txn_ref"] for p in rpc.payment.list_payments(code)] == [payment["txn_ref"]]
+    with rpc_proxy(payment_config, role="officer", agencies=["CA-HN"]) as rpc:
+        refused(lambda: rpc.payment.get_payment(payment["txn_ref"]), "Forbidden")
+
+
+def test_reconcile_needs_the_finance_role(payment_container, payment_config, announce, payment_db):
+    announce("STP-HN-261126-RECON1", fee_amount=200000)
+    with rpc_proxy(payment_config, role="officer") as rpc:
+        refused(lambda: rpc.payment.reconcile("vnpay", "txn_ref,gateway_txn_no,amount,status,paid_at\n"), "Forbidden")
+    with rpc_proxy(payment_config, role="citizen", id_number="001099012345") as rpc:
+        refused(lambda: rpc.payment.reconcile("vnpay", "txn_ref,gateway_txn_no,amount,status,paid_at\n"), "Forbidden")
+    with rpc_proxy(payment_config, role="finance") as rpc:
+        report = rpc.payment.reconcile("vnpay", "txn_ref,gateway_txn_no,amount,status,paid_at\n")
+    assert report["rows"] == 0

@@ -1,0 +1,87 @@
+"""Caller tokens (portal_shared.auth) and the shared RPC entrypoint (portal_shared.rpc)."""
+import time
+
+import jwt
+import pytest
+from nameko.exceptions import RemoteError
+
+from portal_shared.auth import AuthSettings, CallerIdentity, make_token, verify
+from portal_shared.errors import Unauthorized
+from portal_shared.rpc import AuthenticatedRpc, rpc
+from tests.helpers import rpc_proxy
+
+SETTINGS = AuthSettings(secret="unit-test-secret-0123456789abcdef0123")
+
+
+def test_a_good_token_gives_the_caller():
+    token = make_token(SETTINGS.secret, "can-bo-1", ["officer"], ["STP-HN"])
+    caller = verify(f"Bearer {token}", SETTINGS)
+    assert caller.subject == "can-bo-1" and caller.has("officer") and caller.serves("STP-HN")
+    assert not caller.serves("CA-HN") and not caller.has("finance")
+
+
+@pytest.mark.parametrize("claims, reason", [
+    ({"sub": "x", "roles": ["citizen"]}, "id_number"),
+    ({"sub": "x", "roles": ["citizen"], "id_number": "００１０９９０１２３４５"}, "id_number"),
+    ({"sub": "x", "roles": ["citizen"], "id_number": "001099012345\n"}, "id_number"),
+    ({"sub": "x", "roles": ["root"]}, "roles"),
+    ({"sub": "x", "roles": "officer"}, "roles"),
+    ({"sub": "", "roles": ["officer"]}, "sub"),
+    ({"roles": ["officer"]}, "sub"),
+])
+def test_bad_claims_are_unauthorized(claims, reason):
+    now = int(time.time())
+    token = jwt.encode({"iss": "portal-auth", "aud": "portal-backend", "exp": now + 60, **claims}, SETTINGS.secret,
+                       algorithm="HS256")
+    with pytest.raises(Unauthorized) as refused:
+        verify(f"Bearer {token}", SETTINGS)
+    assert reason in str(refused.value)
+
+
+def test_unsigned_and_other_algorithm_tokens_are_refused():
+    claims = {"sub": "x", "roles": ["finance"], "iss": "portal-auth", "aud": "portal-backend",
+              "exp": int(time.time()) + 60}
+    unsigned = jwt.encode(claims, None, algorithm="none")
+    with pytest.raises(Unauthorized):
+        verify(f"Bearer {unsigned}", SETTINGS)
+    other = jwt.encode(claims, SETTINGS.secret, algorithm="HS512")
+    with pytest.raises(Unauthorized):
+        verify(f"Bearer {other}", SETTINGS)
+    wrong_audience = jwt.encode({**claims, "aud": "elsewhere"}, SETTINGS.secret, algorithm="HS256")
+    with pytest.raises(Unauthorized):
+        verify(f"Bearer {wrong_audience}", SETTINGS)
+
+
+def test_every_rpc_of_every_service_goes_through_the_authenticated_entrypoint():
+    from dossier.service import DossierService
+    from notify.service import NotifyService
+    from payment.service import PaymentService
+    from nameko.rpc import Rpc
+
+    for service in (DossierService, PaymentService, NotifyService):
+        rpcs = [entrypoint for name in dir(service)
+                for entrypoint in getattr(getattr(service, name), "nameko_entrypoints", ())
+                if isinstance(entrypoint, Rpc)]
+        assert rpcs, service
+        assert all(isinstance(entrypoint, AuthenticatedRpc) for entrypoint in rpcs), service
+
+
+class Exploding:
+    name = "exploding"
+    caller = CallerIdentity()
+
+    @rpc
+    def boom(self):
+        self.caller.require()
+        raise RuntimeError("(psycopg2.errors.X) INSERT INTO dossiers (applicant_address) VALUES ('12 Tràng Tiền')")
+
+
+def test_an_unexpected_error_reaches_the_caller_as_a_generic_error_with_a_correlation_id(
+        container_factory, rabbit_config):
+    container_factory(Exploding, rabbit_config).start()
+    with rpc_proxy(rabbit_config) as proxy:
+        with pytest.raises(RemoteError) as error:
+            proxy.exploding.boom()
+    assert error.value.exc_type == "InternalError"
+    assert "correlation id exploding.boom." in error.value.value
+    assert "INSERT" not in error.value.value and "Tràng" not in error.value.value
