@@ -13,6 +13,7 @@ from pathlib import Path
 import eventlet
 import requests
 from aiosmtpd.controller import Controller
+from kombu import Connection
 from nameko.standalone.events import event_dispatcher
 
 from notify.domain.model import Status
@@ -24,6 +25,7 @@ from tests.helpers import free_port, rpc_proxy, wait_for
 from tests.notify.test_service import dossier_event, parsed
 
 ROOT = Path(__file__).resolve().parents[2]
+EVENT_QUEUE = "evt-dossier-dossier_status_changed--notify.on_dossier_status_changed"
 CONFIG = ROOT / "services" / "notify" / "config.yml"
 
 
@@ -69,7 +71,17 @@ class NotifyProcess:
                 return False
 
         wait_for(ready, timeout=timeout, interval=0.1, message="notify ready")
+        wait_for(self.consuming, timeout=timeout, interval=0.1, message="notify consuming dossier events")
         return time.time()
+
+    def consuming(self):
+        """The event queue has a consumer (/readyz can answer a moment before the consumers are up)."""
+        with Connection(self.env["AMQP_URI"]) as connection:
+            try:
+                _, _, consumers = connection.default_channel.queue_declare(EVENT_QUEUE, passive=True)
+            except Exception:
+                return False
+        return consumers > 0
 
     def kill(self):
         self.process.send_signal(signal.SIGKILL)

@@ -226,5 +226,5 @@ class SmtpMailer:
         except (smtplib.SMTPException, OSError, socket.timeout) as exc:
             log.info("smtp_failed", notification_id=message.id, error=type(exc).__name__)
             return Outcome(Status.TEMPORARY_FAILURE, self.name, None, f"smtp {type(exc).__name__}: {exc}"[:500])
-        log.info("smtp_accepted", notification_id=message.id)
+        log.debug("smtp_accepted", notification_id=message.id)  # notification_attempted says it at info
         return Outcome(Status.SENT, self.name, message_id)

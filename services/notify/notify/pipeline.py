@@ -39,12 +39,13 @@ from eventlet.queue import LightQueue
 from kombu import Connection, Consumer, Queue
 from nameko.extensions import DependencyProvider
 from nameko.standalone.events import get_event_exchange
+import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 
 from notify import use_cases
 from notify.dependencies import build_channels, build_settings
 from notify.domain.model import Outcome, Status
-from portal_shared.config import get_float, get_int, get_str
+from portal_shared.config import get_int, get_str
 from portal_shared.db import UnitOfWork, create_db_engine
 from portal_shared.logs import get_logger
 
@@ -209,6 +210,18 @@ class ChannelWorker:
         self._record_uow.close()
 
 
+def pipeline_engine(url, concurrency):
+    """The pipeline's engine: on PostgreSQL a small pool without a ping per checkout (the claimer and
+    the recorder of each channel hold at most one connection each; a dead connection fails one
+    transaction, whose messages go back to the broker, and the pool replaces it)."""
+    if not url.startswith("postgresql"):
+        return create_db_engine(url)
+    parsed = sa.engine.make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+    return sa.create_engine(parsed, pool_size=2 * len(concurrency), max_overflow=2, pool_recycle=600)
+
+
 class DeliveryPipeline(DependencyProvider):
     """Runs one ``ChannelWorker`` per channel next to the service; see the module docstring."""
 
@@ -233,9 +246,8 @@ class DeliveryPipeline(DependencyProvider):
         }
         self.batch_size = get_int(config, "NOTIFY_BATCH_SIZE", 50)
         self.heartbeat = get_int(config, "HEARTBEAT", 30)
-        url = get_str(config, "DATABASE_URL")
         # its own engine: a delivery backlog never takes the connections RPC and event handlers need
-        self.engine = create_db_engine(url)
+        self.engine = pipeline_engine(get_str(config, "DATABASE_URL"), self.concurrency)
         self.sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)
 
     def _uow(self):

@@ -104,11 +104,12 @@ class SmsClient(ABC):
         except requests.RequestException as exc:
             self._log("sms_provider_failed", notification_id, started, code="connection_error", permanent=False)
             raise ProviderError(self.name, "connection_error", type(exc).__name__) from None
-        self._log("sms_provider_accepted", notification_id, started, reference=accepted.reference)
+        # debug: the notification_attempted line of every outcome names the provider already
+        self._log("sms_provider_accepted", notification_id, started, level="debug", reference=accepted.reference)
         return accepted
 
-    def _log(self, event, notification_id, started, **fields):
-        log.info(event, provider=self.name, notification_id=notification_id,
+    def _log(self, event, notification_id, started, level="info", **fields):
+        getattr(log, level)(event, provider=self.name, notification_id=notification_id,
                  elapsed_ms=round((time.perf_counter() - started) * 1000, 1), **fields)
 
     def _post_json(self, path, payload, **kwargs):

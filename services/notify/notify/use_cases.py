@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from notify.domain.model import Status, kind_for_dossier_status, status_after_attempt
 from notify.orm import DossierContactRow, NotificationRow
@@ -88,24 +89,31 @@ def enqueue_delivery(session, notification_id, channel, attempts, now=None):
     record_event(session, DELIVERY_EVENT_TYPES[channel], payload, aggregate_key=notification_id)
 
 
+def _notification_values(channel, recipient, kind, params, reference, event_id, now):
+    """A new notification row's columns, its text rendered (raises ``TemplateParamsError``)."""
+    values = {
+        "id": str(uuid.uuid4()), "event_id": event_id, "channel": channel, "recipient": recipient, "template": kind,
+        "reference": reference, "status": Status.CREATED, "attempts": 0, "created_at": now, "updated_at": now,
+        # the queued message delivers it; the timer only steps in if nobody claimed it by then
+        "next_attempt_at": now + timedelta(seconds=QUEUED_GRACE_SECONDS),
+        "subject": None, "html_body": None, "segments": None,
+    }
+    if channel == "sms":
+        sms = render_sms(kind, params)
+        values["body"], values["segments"] = sms.text, sms.segments
+    else:
+        email = render_email(kind, params)
+        values["subject"], values["body"], values["html_body"] = email.subject, email.text, email.html
+    return values
+
+
 def new_notification(session, channel, recipient, kind, params, reference, event_id=None, now=None):
     """Render and store a notification and queue it for delivery, in the caller's transaction.
 
     Raises ``TemplateParamsError``.
     """
     now = now or utcnow()
-    row = NotificationRow(
-        id=str(uuid.uuid4()), event_id=event_id, channel=channel, recipient=recipient, template=kind,
-        reference=reference, status=Status.CREATED, attempts=0, created_at=now, updated_at=now,
-        # the queued message delivers it; the timer only steps in if nobody claimed it by then
-        next_attempt_at=now + timedelta(seconds=QUEUED_GRACE_SECONDS),
-    )
-    if channel == "sms":
-        sms = render_sms(kind, params)
-        row.body, row.segments = sms.text, sms.segments
-    else:
-        email = render_email(kind, params)
-        row.subject, row.body, row.html_body = email.subject, email.text, email.html
+    row = NotificationRow(**_notification_values(channel, recipient, kind, params, reference, event_id, now))
     session.add(row)
     session.flush()
     enqueue_delivery(session, row.id, channel, 0)
@@ -113,26 +121,41 @@ def new_notification(session, channel, recipient, kind, params, reference, event
 
 
 def _create_for_contact(session, event_id, kind, params, phone, email, now):
-    ids = []
+    """The event path: every notification of one event in one INSERT, each queued for its channel."""
+    rows = []
     phone = normalise_vn_mobile(phone) if phone else None
     if phone:
-        ids.append(new_notification(session, "sms", phone, kind, params, params["dossier_code"], event_id, now).id)
+        rows.append(_notification_values("sms", phone, kind, params, params["dossier_code"], event_id, now))
     if email:
-        ids.append(new_notification(session, "email", email.strip(), kind, params, params["dossier_code"], event_id, now).id)
-    return ids
+        rows.append(_notification_values("email", email.strip(), kind, params, params["dossier_code"], event_id, now))
+    if rows:
+        session.execute(sa.insert(NotificationRow.__table__), rows)
+        for row in rows:
+            enqueue_delivery(session, row["id"], row["channel"], 0)
+    return [row["id"] for row in rows]
 
 
 def _save_contact(session, event, now):
+    """Upsert the applicant's contact (one statement; concurrent events for one dossier do not collide)."""
     applicant = event.get("applicant") or {}
-    contact = session.get(DossierContactRow, event["dossier_code"])
-    if contact is None:
-        contact = DossierContactRow(dossier_code=event["dossier_code"])
-        session.add(contact)
-    contact.procedure_name = event.get("procedure_name") or contact.procedure_name
-    contact.full_name = applicant.get("full_name")
-    contact.phone = normalise_vn_mobile(applicant.get("phone") or "") or None
-    contact.email = applicant.get("email") or None
-    contact.updated_at = now
+    values = {
+        "dossier_code": event["dossier_code"], "procedure_name": event.get("procedure_name"),
+        "full_name": applicant.get("full_name"),
+        "phone": normalise_vn_mobile(applicant.get("phone") or "") or None,
+        "email": applicant.get("email") or None, "updated_at": now,
+    }
+    table = DossierContactRow.__table__
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = insert(table).values(**values)
+    statement = statement.on_conflict_do_update(
+        index_elements=[table.c.dossier_code],
+        set_={
+            "procedure_name": sa.func.coalesce(statement.excluded.procedure_name, table.c.procedure_name),
+            "full_name": statement.excluded.full_name, "phone": statement.excluded.phone,
+            "email": statement.excluded.email, "updated_at": statement.excluded.updated_at,
+        },
+    )
+    session.execute(statement)
 
 
 def notify_dossier_status_changed(uow, consumer, event, now=None):
