@@ -8,9 +8,12 @@ machine's wall clock. The slope is a least-squares fit of latency against the ti
 accept: a queue that never drains shows as a positive slope.
 """
 import itertools
+import os
 import threading
 import time
 from datetime import datetime
+from pathlib import Path
+from urllib.parse import quote, urlparse
 
 import eventlet
 import requests
@@ -78,6 +81,38 @@ def _pool_run(amqp_uri, count, work):
     return results, errors
 
 
+def cpu_seconds(stack):
+    """CPU time (user + system) used so far by each Procfile process, by label."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used = {}
+    for process in stack.processes:
+        try:
+            fields = Path(f"/proc/{process.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            used[process.label] = (int(fields[11]) + int(fields[12])) / ticks
+        except (OSError, IndexError, ValueError):
+            used[process.label] = None
+    return used
+
+
+def queued_messages(stack):
+    """Messages ready or unacknowledged in every queue of the stack's vhost (management API)."""
+    api = os.environ.get("RABBIT_API_URI") or "http://guest:guest@127.0.0.1:15672"
+    parsed = urlparse(api)
+    vhost = urlparse(stack.amqp_uri).path.lstrip("/")
+    url = f"{parsed.scheme}://{parsed.hostname}:{parsed.port or 15672}/api/queues/{quote(vhost, safe='')}"
+    queues = requests.get(url, auth=(parsed.username or "guest", parsed.password or "guest"), timeout=10).json()
+    return sum((queue.get("messages") or 0) for queue in queues)
+
+
+def wait_idle(stack, timeout=120):
+    """Until every queue of the vhost is empty twice in a row (the management figures lag a few seconds)."""
+    deadline = time.time() + timeout
+    quiet = 0
+    while time.time() < deadline and quiet < 2:
+        quiet = quiet + 1 if queued_messages(stack) == 0 else 0
+        time.sleep(2.5)
+
+
 def sms_messages(stack):
     return requests.get(f"{stack.sandbox_url}/outbox.json", params={"channel": "sms"}, timeout=30).json()["messages"]
 
@@ -90,7 +125,9 @@ def run(stack, args):
     codes, submit_errors = _pool_run(
         amqp_uri, count, lambda rpc, i: rpc.dossier.submit_dossier(PROCEDURE, applicant(i))["code"])
     submit_seconds = time.time() - submit_started
+    wait_idle(stack)  # the submitted events are consumed: measure the accepts alone
 
+    cpu_before = cpu_seconds(stack)
     start_at = time.time() + 1.0
     lateness = []
 
@@ -132,6 +169,9 @@ def run(stack, args):
         latencies.append(first - returned)
         from_schedule.append(first - scheduled)
         points.append((returned - start_at, first - returned))
+    cpu_after = cpu_seconds(stack)
+    cpu_ms_per_dossier = {label: round((cpu_after[label] - cpu_before[label]) * 1000 / max(1, len(wanted)), 2)
+                          for label in cpu_before if cpu_before[label] is not None and cpu_after.get(label) is not None}
     duplicates = sum(1 for times in arrivals.values() if len(times) > 1)
     missing = len(wanted - set(arrivals))
     emails = requests.get(f"{stack.sandbox_url}/outbox.json", params={"channel": "email"}, timeout=30).json()
@@ -157,6 +197,8 @@ def run(stack, args):
         "latency_from_schedule_ms": {"p50": ms(percentile(from_schedule, 0.5)),
                                      "p99": ms(percentile(from_schedule, 0.99))},
         "latency_slope_seconds_per_second": None if slope(points) is None else round(slope(points), 4),
+        # CPU of each process from the first accept until every SMS arrived, per accepted dossier
+        "cpu_ms_per_dossier": cpu_ms_per_dossier,
     }
     figures["table"] = [
         ("accepts/s achieved (target)", f"{figures['achieved_accepts_per_second']} ({rate:g})", f"{rate:g}"),
@@ -165,5 +207,6 @@ def run(stack, args):
         ("latency slope", f"{figures['latency_slope_seconds_per_second']} s/s", "≈ 0"),
         ("SMS received / missing / twice", f"{len(arrivals)} / {missing} / {duplicates}", f"{count} / 0 / 0"),
         ("e-mails received", str(email_count), str(count)),
+        ("CPU ms per dossier (accept → SMS)", ", ".join(f"{k} {v}" for k, v in cpu_ms_per_dossier.items()), ""),
     ]
     return figures
