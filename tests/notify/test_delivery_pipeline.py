@@ -164,6 +164,38 @@ def test_sigkilled_mid_send_every_message_reaches_its_provider_within_seconds_of
     assert len(message_ids) == len(set(message_ids)) == count
 
 
+def test_sigkilled_mid_send_a_second_replica_takes_the_messages_over_at_once(
+        notify_config, esms, speedsms, smtp, tmp_path):
+    count = 20
+    env_a = process_env(notify_config)
+    env_b = {**env_a, "NOTIFY_HTTP_ADDRESS": f"127.0.0.1:{free_port()}"}
+    replicas = [NotifyProcess(env, tmp_path / f"notify-{i}.log").start() for i, env in enumerate((env_a, env_b))]
+    try:
+        for replica in replicas:
+            replica.wait_ready()
+        esms.delay_seconds = 5.0
+        dispatch = event_dispatcher(notify_config)
+        codes = [f"TAKE-{i}" for i in range(count)]
+        for i, code in enumerate(codes):
+            dispatch("dossier", "dossier_status_changed",
+                     dossier_event("accepted", dossier_code=code, phone=f"09123460{i:02d}", email_address=None))
+        wait_for(lambda: len(esms.requests) >= count, timeout=30, message="every SMS in flight at eSMS")
+        replicas[0].kill()
+        killed_at = time.time()
+        esms.delay_seconds = 0.0
+        rows = wait_for(lambda: sent_rows(notify_config, codes, channels=("sms",)), timeout=30, interval=0.2,
+                        message="every SMS sent by the surviving replica")
+    finally:
+        for replica in replicas:
+            replica.stop()
+    phones = [sms["phone"] for sms in esms.delivered]
+    assert sorted(phones) == sorted(f"849123460{i:02d}" for i in range(count)) and speedsms.delivered == []
+    taken_over = [row for row in rows if row["attempts"] == 2]
+    assert taken_over, "the killed replica held none of the messages"
+    resent = [request["at"] for request in esms.requests if request["at"] >= killed_at]
+    assert len(resent) >= len(taken_over) and max(resent) - killed_at <= 10, (max(resent) - killed_at)
+
+
 # --- a provider hanging for 30 s ---------------------------------------------------------------------------------
 
 def test_a_hung_sms_provider_delays_neither_email_nor_the_other_provider_nor_rpc_and_healthz(

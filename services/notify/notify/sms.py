@@ -53,25 +53,28 @@ class Accepted:
 
 
 class RateLimiter:
-    """At most ``rate`` calls a second, evenly spaced; ``wait()`` blocks until the caller's turn."""
+    """At most ``rate`` calls a second, evenly spaced; ``wait()`` blocks until the caller's turn.
+
+    Waiters queue on a lock and each call starts at least one interval after the previous call
+    actually started, so a caller delayed by a busy CPU never lets the next ones burst.
+    """
 
     def __init__(self, rate_per_second=0.0, clock=time.monotonic, sleep=time.sleep):
         self.interval = 1.0 / rate_per_second if rate_per_second and rate_per_second > 0 else 0.0
         self.clock, self.sleep = clock, sleep
-        self._next = 0.0
+        self._last = None
         self._lock = threading.Lock()
 
     def wait(self):
         if not self.interval:
             return 0.0
         with self._lock:
-            now = self.clock()
-            turn = max(now, self._next)
-            self._next = turn + self.interval
-        delay = turn - now
-        if delay > 0:
-            self.sleep(delay)
-        return delay
+            started = now = self.clock()
+            if self._last is not None and now < self._last + self.interval:
+                self.sleep(self._last + self.interval - now)
+                now = self.clock()
+            self._last = now
+        return now - started
 
 
 class SmsClient(ABC):
