@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PACKAGES := shared services/dossier services/payment services/notify services/portal_sync services/sandbox
 STAMP := $(VENV)/.installed
 
-.PHONY: install run demo test test-fast migrate clean
+.PHONY: install run demo test test-fast migrate clean bench
 
 $(STAMP): requirements.txt $(foreach p,$(PACKAGES),$(wildcard $(p)/pyproject.toml))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ demo: install
 ## test: the whole suite against the real RabbitMQ and PostgreSQL
 test: install
 	$(BIN)/pytest tests -q -p no:cacheprovider
+
+## bench: the Procfile processes on fresh databases/vhost with the sandbox; one JSON object and a table (bench/README.md)
+bench: install
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 ## migrate: apply every service's migrations (they also run at start-up)
 migrate: install

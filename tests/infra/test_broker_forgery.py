@@ -34,6 +34,8 @@ def publish(uri, exchange, routing_key, body=b'{"dossier_code": "HS-1", "txn_ref
     # events the user does not own, on its own exchange or another's
     ("dossier", "dossier.events", "payment_succeeded"),
     ("notify", "payment.events", "payment_succeeded"),
+    ("notify", "notify.events", "payment_succeeded"),   # its own exchange carries only its delivery messages
+    ("portal_sync", "nameko-rpc", "dossier.act_on_dossier"),
     # another service's retry exchange
     ("notify", "dossier.retries", "evt-payment-payment_succeeded--dossier.on_payment_succeeded.retry"),
 ])
@@ -49,6 +51,8 @@ def test_forged_publishes_are_refused(portal_vhost, user, exchange, routing_key)
     ("notify", "nameko-rpc", REPLY_KEY),
     ("dossier", "dossier.events", "dossier_status_changed"),
     ("payment", "payment.events", "payment_refunded"),
+    ("notify", "notify.events", "deliver_sms"),      # notify's own delivery queues (notify.pipeline)
+    ("portal_sync", "nameko-rpc", "dossier.list_dossiers"),
 ])
 def test_what_each_service_needs_is_allowed(portal_vhost, user, exchange, routing_key):  # noqa: F811
     publish(portal_vhost[user], exchange, routing_key)  # no AccessRefused

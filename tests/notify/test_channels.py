@@ -48,7 +48,8 @@ def test_temporary_esms_errors_are_retried_then_fail_over_to_speedsms(router, es
     esms.script(failure, failure)
     outcome = router.send(sms())
     assert outcome.status == Status.SENT and outcome.provider == "speedsms"
-    assert len(esms.requests) == 2 and esms.delivered == []
+    # a timeout is not tried again on the same provider: a hung provider costs one timeout, not two
+    assert len(esms.requests) == (1 if failure == "timeout" else 2) and esms.delivered == []
     assert speedsms.format_errors == []
     request = speedsms.requests[0]
     assert request["body"] == {"to": ["84912345678"], "content": "DVC: Ho so X-1 da duoc tiep nhan.",

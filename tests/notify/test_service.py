@@ -213,11 +213,14 @@ def test_rpc_send_and_get_notifications(notify_container, notify_config, esms, s
                                                {"dossier_code": "RPC-1", "procedure_name": "Đăng ký khai sinh"}, "RPC-1")
         assert set(sms_row) == {"id", "channel", "recipient", "template", "reference", "status", "provider",
                                 "attempts", "created_at", "sent_at"}
-        assert sms_row["recipient"] == "0987654321" and sms_row["status"] == "sent" and sms_row["provider"] == "esms"
+        # stored and queued for its channel: the RPC answers without waiting for a provider
+        assert sms_row["recipient"] == "0987654321" and sms_row["status"] == "created" and sms_row["provider"] is None
         mail_row = rpc.notify.send_notification("email", "an@example.vn", "returned",
                                                 {"dossier_code": "RPC-1", "procedure_name": "Đăng ký khai sinh"}, "RPC-1")
-        assert mail_row["status"] == "sent" and mail_row["provider"] == "smtp"
-        assert {row["id"] for row in rpc.notify.get_notifications("RPC-1")} == {sms_row["id"], mail_row["id"]}
+        assert mail_row["status"] == "created"
+        rows = {row["id"]: row for row in settled(notify_config, "RPC-1", 2)}
+        assert set(rows) == {sms_row["id"], mail_row["id"]}
+        assert rows[sms_row["id"]]["provider"] == "esms" and rows[mail_row["id"]]["provider"] == "smtp"
         assert rpc.notify.get_notifications("NOTHING") == []
         assert esms.delivered[0]["content"].startswith("DVC: Ho so RPC-1 (Dang ky khai sinh) da xu ly xong.")
 

@@ -47,7 +47,8 @@ class FakeSmsProvider:
     def __init__(self, host="127.0.0.1", port=0, timeout_seconds=3.0):
         self.host, self.port = host, port
         self.timeout_seconds = timeout_seconds
-        self.requests = []        # every request body (parsed), in order
+        self.delay_seconds = 0.0  # a slow provider: every request waits this long, then is handled as usual
+        self.requests = []        # every request body (parsed), in order, with "at" (time.time() on arrival)
         self.delivered = []       # what reached a citizen: {"phone", "content", ...}
         self.format_errors = []   # requests that the real API would not understand
         self._script = deque()
@@ -94,11 +95,13 @@ class FakeSmsProvider:
             body = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
             body = None
-        self.requests.append({"path": path, "headers": headers, "body": body})
+        self.requests.append({"path": path, "headers": headers, "body": body, "at": time.time()})
         problems = self.check(path, headers, body)
         if problems:
             self.format_errors.append({"path": path, "problems": problems, "body": body})
             return 400, {"error": "; ".join(problems)}
+        if self.delay_seconds:
+            time.sleep(self.delay_seconds)  # the caller may give up meanwhile; the request is handled anyway
         behaviour = self._next_behaviour()
         if behaviour == "timeout":
             time.sleep(self.timeout_seconds)
@@ -162,7 +165,7 @@ class FakeEsms(FakeSmsProvider):
             sms_id = uuid.uuid4().hex
             self.accepted_request_ids[body["RequestId"]] = sms_id
             self.delivered.append({"phone": body["Phone"], "content": body["Content"], "request_id": body["RequestId"],
-                                   "sms_id": sms_id, "callback_url": body["CallbackUrl"]})
+                                   "sms_id": sms_id, "callback_url": body["CallbackUrl"], "at": time.time()})
         return {"CodeResult": "100", "CountRegenerate": 0, "SMSID": sms_id}
 
 
@@ -202,7 +205,8 @@ class FakeSpeedSms(FakeSmsProvider):
         if behaviour:
             return {"status": "error", "code": str(behaviour), "message": "scripted"}
         tran_id = len(self.delivered) + 1000
-        self.delivered.append({"phone": body["to"][0], "content": body["content"], "tran_id": tran_id})
+        self.delivered.append({"phone": body["to"][0], "content": body["content"], "tran_id": tran_id,
+                               "at": time.time()})
         return {"status": "success", "code": "00",
                 "data": {"tranId": tran_id, "totalSMS": 1, "totalPrice": 250, "invalidPhone": []}}
 
@@ -214,6 +218,8 @@ class RecordingSmtpHandler:
         self.messages = []
         self.refuse = {}   # address → SMTP reply, e.g. "550 5.1.1 no such user" or "451 4.3.0 try later"
         self.rcpts = []    # every RCPT TO: (address, time.monotonic(), accepted)
+        self.peers = set()  # (host, port) of every client connection that sent a recipient
+        self.received_at = []  # time.time() of every accepted message, in order
         self._refuse_next = {}  # address → deque of replies, one per next RCPT
 
     def refuse_next(self, address, reply, times=1):
@@ -224,6 +230,7 @@ class RecordingSmtpHandler:
         scripted = self._refuse_next.get(address)
         reply = scripted.popleft() if scripted else self.refuse.get(address)
         self.rcpts.append((address, time.monotonic(), reply is None))
+        self.peers.add(tuple(session.peer) if session.peer else None)
         if reply is not None:
             return reply
         envelope.rcpt_tos.append(address)
@@ -231,6 +238,7 @@ class RecordingSmtpHandler:
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd API)
         self.messages.append(envelope)
+        self.received_at.append(time.time())
         return "250 Message accepted for delivery"
 
 

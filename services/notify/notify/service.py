@@ -6,9 +6,10 @@ from nameko.exceptions import RemoteError
 from nameko.web.handlers import http
 
 from notify import retention, use_cases
-from notify.dependencies import Channels, DeliverySettings, config_timer
+from notify.dependencies import DeliverySettings, config_timer
 from notify.domain.model import PAYMENT_EVENT_KINDS, status_from_esms_receipt
 from notify.orm import Base  # noqa: F401  (tables known to Alembic autogenerate)
+from notify.pipeline import DeliveryPipeline
 from notify.rendering import TemplateParamsError
 from notify.schemas import DossierStatusChangedSchema, PaymentEventSchema, ReferenceSchema, SendNotificationSchema
 from notify.use_cases import NotificationNotFound, dump_notification
@@ -28,10 +29,11 @@ class NotifyService(health.HealthEndpoints):
     name = "notify"
 
     log = WorkerLogContext()
-    db = Database(migrations="notify:migrations", relay_events=False)
+    # the relay publishes the delivery messages the use cases write to the outbox
+    db = Database(migrations="notify:migrations", relay_events=True)
     monitoring = Monitoring()
-    channels = Channels()
     settings = DeliverySettings()
+    delivery = DeliveryPipeline()  # per-channel queue consumers, outside the worker pool (notify.pipeline)
     dossier_rpc = ServiceRpcProxy("dossier")  # calls carry notify's own service token
     caller = CallerIdentity()
     container_config = Config()
@@ -48,8 +50,8 @@ class NotifyService(health.HealthEndpoints):
             raise ValidationError({"params": exc.fields}) from None
         self.log.info("notification_requested", notification_id=row.id, channel=row.channel, template=row.template,
                       reference=row.reference)
-        use_cases.deliver_now(self.db, self.channels, [row.id], self.settings)
-        return dump_notification(use_cases.get_notification(self.db, row.id))
+        # queued for its channel in the same transaction; delivered by the pipeline, not by this worker
+        return dump_notification(row)
 
     @rpc(expected_exceptions=EXPECTED)
     def get_notifications(self, reference):
@@ -91,21 +93,14 @@ class NotifyService(health.HealthEndpoints):
         self._after_event(event_type, event, ids)
 
     def _after_event(self, event_type, event, ids):
+        # the notifications and their delivery messages are committed; the pipeline sends them
         self.log.info("event_notifications", event_type=event_type, event_id=event["event_id"],
                       dossier_code=event["dossier_code"], duplicate=ids is None, created=len(ids or []))
-        if ids:
-            # committed already: a failure here is left to the retry timer, never to an event redelivery
-            try:
-                use_cases.deliver_now(self.db, self.channels, ids, self.settings)
-            except Exception:
-                self.log.exception("immediate_delivery_failed", event_id=event["event_id"])
 
     @config_timer(interval=5, config_key="NOTIFY_RETRY_TICK_SECONDS")
     def send_due(self):
-        """Attempt every notification whose (next) attempt is due; competing processes skip each other's."""
-        ids = use_cases.claim_due(self.db, self.settings)
-        for notification_id in ids:
-            use_cases.attempt(self.db, self.channels, notification_id, self.settings)
+        """Queue due retries, resends and rows whose lease ran out (the safety net; sends nothing itself)."""
+        use_cases.enqueue_due(self.db, self.settings)
 
     @config_timer(interval=3600, config_key="NOTIFY_BODY_PRUNE_SECONDS")
     def prune_old_bodies(self):

@@ -10,7 +10,17 @@ Cool-down state is kept per process, in memory: it is an optimisation (a
 process that has not yet seen a provider fail pays at most a few failed calls
 before it learns), it needs no database round trip on the hot path and it
 heals by itself when the process restarts. Correctness never depends on it.
+
+Bulkheads: each provider has at most ``SMS_PROVIDER_CONCURRENCY`` calls under
+way in a process. A provider whose slots are all taken (it hangs) is passed
+over for the next one at once, so a hung provider costs later messages
+nothing, and the first ones at most one timeout: a timeout is never retried
+on the same provider. A provider's send rate is held to its
+``<PROVIDER>_RATE_PER_SECOND`` (brandname contracts): a message waits for its
+turn (it stays a queued message), it does not fail over or fail for it.
+Each client keeps one HTTP session (keep-alive connections) for its calls.
 """
+import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -42,6 +52,31 @@ class Accepted:
     raw: dict
 
 
+class RateLimiter:
+    """At most ``rate`` calls a second, evenly spaced; ``wait()`` blocks until the caller's turn.
+
+    Waiters queue on a lock and each call starts at least one interval after the previous call
+    actually started, so a caller delayed by a busy CPU never lets the next ones burst.
+    """
+
+    def __init__(self, rate_per_second=0.0, clock=time.monotonic, sleep=time.sleep):
+        self.interval = 1.0 / rate_per_second if rate_per_second and rate_per_second > 0 else 0.0
+        self.clock, self.sleep = clock, sleep
+        self._last = None
+        self._lock = threading.Lock()
+
+    def wait(self):
+        if not self.interval:
+            return 0.0
+        with self._lock:
+            started = now = self.clock()
+            if self._last is not None and now < self._last + self.interval:
+                self.sleep(self._last + self.interval - now)
+                now = self.clock()
+            self._last = now
+        return now - started
+
+
 class SmsClient(ABC):
     """Template method: ``send`` wraps the vendor's ``_send`` with timing, logging and error classes."""
 
@@ -49,10 +84,15 @@ class SmsClient(ABC):
     # whether an HTTP 4xx answer is permanent for this provider (5xx is always temporary)
     HTTP_4XX_PERMANENT = True
 
-    def __init__(self, base_url, timeout=10.0):
+    def __init__(self, base_url, timeout=10.0, concurrency=16, rate_per_second=0.0):
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        self.http = requests.Session()
+        self.http = requests.Session()  # keep-alive: one pool of connections per provider and process
+        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=max(1, concurrency))
+        self.http.mount("http://", adapter)
+        self.http.mount("https://", adapter)
+        self.slots = threading.BoundedSemaphore(max(1, concurrency))
+        self.limiter = RateLimiter(rate_per_second)
 
     def send(self, notification_id, phone, text):
         started = time.perf_counter()
@@ -67,11 +107,12 @@ class SmsClient(ABC):
         except requests.RequestException as exc:
             self._log("sms_provider_failed", notification_id, started, code="connection_error", permanent=False)
             raise ProviderError(self.name, "connection_error", type(exc).__name__) from None
-        self._log("sms_provider_accepted", notification_id, started, reference=accepted.reference)
+        # debug: the notification_attempted line of every outcome names the provider already
+        self._log("sms_provider_accepted", notification_id, started, level="debug", reference=accepted.reference)
         return accepted
 
-    def _log(self, event, notification_id, started, **fields):
-        log.info(event, provider=self.name, notification_id=notification_id,
+    def _log(self, event, notification_id, started, level="info", **fields):
+        getattr(log, level)(event, provider=self.name, notification_id=notification_id,
                  elapsed_ms=round((time.perf_counter() - started) * 1000, 1), **fields)
 
     def _post_json(self, path, payload, **kwargs):
@@ -101,8 +142,8 @@ class EsmsClient(SmsClient):
     # PROTOCOLS: "99" or HTTP errors are temporary; eSMS reports its permanent errors in CodeResult
     HTTP_4XX_PERMANENT = False
 
-    def __init__(self, base_url, api_key, secret_key, brandname, callback_url="", timeout=10.0):
-        super().__init__(base_url, timeout)
+    def __init__(self, base_url, api_key, secret_key, brandname, callback_url="", timeout=10.0, **kwargs):
+        super().__init__(base_url, timeout, **kwargs)
         self.api_key, self.secret_key, self.brandname, self.callback_url = api_key, secret_key, brandname, callback_url
 
     def _send(self, notification_id, phone, text):
@@ -140,8 +181,8 @@ class SpeedSmsClient(SmsClient):
     TEMPORARY = {"500"}
     INVALID_PHONE = {"105"}
 
-    def __init__(self, base_url, access_token, sender, timeout=10.0):
-        super().__init__(base_url, timeout)
+    def __init__(self, base_url, access_token, sender, timeout=10.0, **kwargs):
+        super().__init__(base_url, timeout, **kwargs)
         self.access_token, self.sender = access_token, sender
 
     def _send(self, notification_id, phone, text):
@@ -164,8 +205,10 @@ def clients_from_config(config):
     """The enabled SMS clients in preference order; a provider without credentials is left out with a log line."""
     timeout = get_float(config, "SMS_HTTP_TIMEOUT_SECONDS", 10.0)
     callback_base = get_str(config, "NOTIFY_CALLBACK_BASE_URL", "")
+    concurrency = get_int(config, "SMS_PROVIDER_CONCURRENCY", 16)
     clients = []
     for name in (item.lower() for item in get_list(config, "SMS_PROVIDERS", ["esms", "speedsms"])):
+        limits = {"concurrency": concurrency, "rate_per_second": get_float(config, f"{name.upper()}_RATE_PER_SECOND", 0.0)}
         if name == "esms":
             missing = [k for k in ("ESMS_API_KEY", "ESMS_SECRET_KEY", "ESMS_BRANDNAME") if not get_str(config, k)]
             if missing:
@@ -175,7 +218,7 @@ def clients_from_config(config):
                 get_str(config, "ESMS_BASE_URL", "https://rest.esms.vn"), get_str(config, "ESMS_API_KEY"),
                 get_str(config, "ESMS_SECRET_KEY"), get_str(config, "ESMS_BRANDNAME"),
                 callback_url=(callback_base.rstrip("/") + "/callbacks/esms") if callback_base else "",
-                timeout=timeout,
+                timeout=timeout, **limits,
             ))
         elif name == "speedsms":
             missing = [k for k in ("SPEEDSMS_ACCESS_TOKEN", "SPEEDSMS_SENDER") if not get_str(config, k)]
@@ -184,7 +227,7 @@ def clients_from_config(config):
                 continue
             clients.append(SpeedSmsClient(
                 get_str(config, "SPEEDSMS_BASE_URL", "https://api.speedsms.vn"),
-                get_str(config, "SPEEDSMS_ACCESS_TOKEN"), get_str(config, "SPEEDSMS_SENDER"), timeout=timeout,
+                get_str(config, "SPEEDSMS_ACCESS_TOKEN"), get_str(config, "SPEEDSMS_SENDER"), timeout=timeout, **limits,
             ))
         else:
             log.warning("sms_provider_disabled", provider=name, reason="unknown provider name in SMS_PROVIDERS")
@@ -229,29 +272,67 @@ class SmsRouter:
         log.warning("sms_provider_cooling_down", provider=name, seconds=self.cooldown_seconds, reason=reason)
 
     def send(self, message):
-        """Deliver ``message`` (id, recipient, body) through the first provider that takes it → ``Outcome``."""
-        errors = []
+        """Deliver ``message`` (id, recipient, body) through the first provider that takes it → ``Outcome``.
+
+        Providers whose slots are all taken are passed over at once; only if
+        every usable provider is busy does the message wait (up to each one's
+        timeout) for a slot, in preference order.
+        """
+        errors, busy, cooling = [], [], []
         for client in self.clients:
             if self.cooling(client.name):
                 errors.append(f"{client.name}: cooling down")
+                cooling.append(client)
                 continue
-            for _ in range(self.tries_per_provider):
-                try:
-                    accepted = client.send(message.id, message.recipient, message.body)
-                except ProviderError as exc:
-                    errors.append(str(exc))
-                    if exc.recipient_rejected:
-                        return Outcome(Status.PERMANENT_FAILURE, client.name, None, str(exc))
-                    if exc.permanent:
-                        self._cool_down(client.name, exc.code)
-                        break
-                    self._failures[client.name] += 1
-                    if self._failures[client.name] >= self.failure_threshold:
-                        self._cool_down(client.name, "repeated temporary errors")
-                        break
-                    continue
-                self._failures[client.name] = 0
-                return Outcome(Status.SENT, client.name, accepted.reference)
+            outcome = self._try(client, message, errors, wait_for_slot=None)
+            if outcome == "busy":
+                busy.append(client)
+            elif outcome is not None:
+                return outcome
+        if cooling and len(cooling) == len(self.clients):
+            # every provider is cooling down: an attempt that calls nobody would only burn the message's
+            # attempts, so the one whose cool-down ends first gets a single probe call
+            client = min(cooling, key=lambda c: self._cooling_until.get(c.name, 0.0))
+            outcome = self._try(client, message, errors, wait_for_slot=client.timeout, tries=1)
+            if outcome is not None and outcome != "busy":
+                return outcome
+        for client in busy:
+            outcome = self._try(client, message, errors, wait_for_slot=client.timeout)
+            if outcome is not None and outcome != "busy":
+                return outcome
         if not self.clients:
             errors.append("no SMS provider configured")
         return Outcome(Status.TEMPORARY_FAILURE, None, None, "; ".join(errors)[:1000])
+
+    def _try(self, client, message, errors, wait_for_slot, tries=None):
+        """Up to ``tries_per_provider`` calls to one provider: an ``Outcome``, ``"busy"``, or None (next one)."""
+        for _ in range(tries or self.tries_per_provider):
+            client.limiter.wait()  # the contractual rate: wait for our turn
+            if wait_for_slot is None:
+                acquired = client.slots.acquire(blocking=False)
+            else:
+                acquired = client.slots.acquire(timeout=wait_for_slot)
+            if not acquired:
+                errors.append(f"{client.name}: busy")
+                return "busy"
+            try:
+                accepted = client.send(message.id, message.recipient, message.body)
+            except ProviderError as exc:
+                errors.append(str(exc))
+                if exc.recipient_rejected:
+                    return Outcome(Status.PERMANENT_FAILURE, client.name, None, str(exc))
+                if exc.permanent:
+                    self._cool_down(client.name, exc.code)
+                    return None
+                self._failures[client.name] += 1
+                if self._failures[client.name] >= self.failure_threshold:
+                    self._cool_down(client.name, "repeated temporary errors")
+                    return None
+                if exc.code == "timeout":  # a hung provider: the next provider now, not a second wait
+                    return None
+                continue
+            finally:
+                client.slots.release()
+            self._failures[client.name] = 0
+            return Outcome(Status.SENT, client.name, accepted.reference)
+        return None

@@ -1,0 +1,212 @@
+"""Accept → SMS at the (fake) provider, free dossiers accepted at a paced rate.
+
+Every dossier is submitted first (not measured), then accepted on a fixed schedule
+(``--rate`` per second) by a pool of RPC clients, each with its own proxy. The latency of
+one dossier is the time from its ``accept`` call returning (the dossier is accepted and its
+event committed) to the sandbox's eSMS/SpeedSMS fake accepting the SMS; both clocks are this
+machine's wall clock. The slope is a least-squares fit of latency against the time of the
+accept: a queue that never drains shows as a positive slope.
+"""
+import itertools
+import os
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import quote, urlparse
+
+import eventlet
+import requests
+from nameko.standalone.rpc import ClusterRpcProxy
+
+NAME = "notify_latency"
+PROCEDURE = "KHAISINH-01"  # free: accept → accepted → one SMS + one e-mail
+CLIENTS = 32
+DRAIN_TIMEOUT_SECONDS = 120
+
+
+def percentile(values, fraction):
+    if not values:
+        return None
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, int(round(fraction * (len(ordered) - 1)))))
+    return ordered[index]
+
+
+def slope(points):
+    """Least-squares slope of ``[(x, y)]``."""
+    if len(points) < 2:
+        return None
+    n = len(points)
+    mean_x = sum(x for x, _ in points) / n
+    mean_y = sum(y for _, y in points) / n
+    var = sum((x - mean_x) ** 2 for x, _ in points)
+    if var == 0:
+        return None
+    return sum((x - mean_x) * (y - mean_y) for x, y in points) / var
+
+
+def applicant(i):
+    return {"full_name": f"Nguyễn Văn Bench {i}", "id_number": f"{1_000_000_00000 + i:012d}",
+            "phone": f"09{10_000_000 + i:08d}", "email": f"bench{i}@example.vn"}
+
+
+def international(phone):
+    return "84" + phone[1:]
+
+
+def _pool_run(amqp_uri, count, work):
+    """Run ``work(rpc, i)`` for i in range(count) on CLIENTS green threads, each with its own proxy."""
+    counter = itertools.count()
+    lock = threading.Lock()
+    results = [None] * count
+    errors = []
+
+    def client():
+        with ClusterRpcProxy({"AMQP_URI": amqp_uri}, timeout=60) as rpc:
+            while True:
+                with lock:
+                    i = next(counter)
+                if i >= count:
+                    return
+                try:
+                    results[i] = work(rpc, i)
+                except Exception as exc:  # counted and reported, never hidden
+                    errors.append(f"{i}: {type(exc).__name__}: {exc}"[:300])
+
+    pool = eventlet.GreenPool(CLIENTS)
+    for _ in range(CLIENTS):
+        pool.spawn(client)
+    pool.waitall()
+    return results, errors
+
+
+def cpu_seconds(stack):
+    """CPU time (user + system) used so far by each Procfile process, by label."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used = {}
+    for process in stack.processes:
+        try:
+            fields = Path(f"/proc/{process.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            used[process.label] = (int(fields[11]) + int(fields[12])) / ticks
+        except (OSError, IndexError, ValueError):
+            used[process.label] = None
+    return used
+
+
+def queued_messages(stack):
+    """Messages ready or unacknowledged in every queue of the stack's vhost (management API)."""
+    api = os.environ.get("RABBIT_API_URI") or "http://guest:guest@127.0.0.1:15672"
+    parsed = urlparse(api)
+    vhost = urlparse(stack.amqp_uri).path.lstrip("/")
+    url = f"{parsed.scheme}://{parsed.hostname}:{parsed.port or 15672}/api/queues/{quote(vhost, safe='')}"
+    queues = requests.get(url, auth=(parsed.username or "guest", parsed.password or "guest"), timeout=10).json()
+    return sum((queue.get("messages") or 0) for queue in queues)
+
+
+def wait_idle(stack, timeout=120):
+    """Until every queue of the vhost is empty twice in a row (the management figures lag a few seconds)."""
+    deadline = time.time() + timeout
+    quiet = 0
+    while time.time() < deadline and quiet < 2:
+        quiet = quiet + 1 if queued_messages(stack) == 0 else 0
+        time.sleep(2.5)
+
+
+def sms_messages(stack):
+    return requests.get(f"{stack.sandbox_url}/outbox.json", params={"channel": "sms"}, timeout=30).json()["messages"]
+
+
+def run(stack, args):
+    count, rate = args.dossiers, args.rate
+    amqp_uri = stack.amqp_uri
+
+    submit_started = time.time()
+    codes, submit_errors = _pool_run(
+        amqp_uri, count, lambda rpc, i: rpc.dossier.submit_dossier(PROCEDURE, applicant(i))["code"])
+    submit_seconds = time.time() - submit_started
+    wait_idle(stack)  # the submitted events are consumed: measure the accepts alone
+
+    cpu_before = cpu_seconds(stack)
+    start_at = time.time() + 1.0
+    lateness = []
+
+    def accept(rpc, i):
+        scheduled = start_at + i / rate
+        delay = scheduled - time.time()
+        if delay > 0:
+            eventlet.sleep(delay)
+        called = time.time()
+        lateness.append(called - scheduled)
+        rpc.dossier.act_on_dossier(codes[i], "accept", "bench")
+        return scheduled, called, time.time()
+
+    accepts, accept_errors = _pool_run(amqp_uri, count, accept)
+    accept_window = max(a[2] for a in accepts if a) - min(a[1] for a in accepts if a)
+
+    by_phone = {international(applicant(i)["phone"]): i for i in range(count)}
+    wanted = {i for i in range(count) if accepts[i]}
+    deadline = time.time() + DRAIN_TIMEOUT_SECONDS
+    while True:
+        messages = sms_messages(stack)
+        seen = {by_phone.get(m["to"]) for m in messages if "tiep nhan" in (m["text"] or "")}
+        if wanted <= seen or time.time() > deadline:
+            break
+        time.sleep(1.0)
+
+    arrivals = {}
+    for message in messages:
+        i = by_phone.get(message["to"])
+        if i is None or "tiep nhan" not in (message["text"] or ""):
+            continue
+        arrivals.setdefault(i, []).append(datetime.fromisoformat(message["at"]).timestamp())
+    latencies, from_schedule, points = [], [], []
+    for i in sorted(wanted):
+        if i not in arrivals:
+            continue
+        scheduled, called, returned = accepts[i]
+        first = min(arrivals[i])
+        latencies.append(first - returned)
+        from_schedule.append(first - scheduled)
+        points.append((returned - start_at, first - returned))
+    cpu_after = cpu_seconds(stack)
+    cpu_ms_per_dossier = {label: round((cpu_after[label] - cpu_before[label]) * 1000 / max(1, len(wanted)), 2)
+                          for label in cpu_before if cpu_before[label] is not None and cpu_after.get(label) is not None}
+    duplicates = sum(1 for times in arrivals.values() if len(times) > 1)
+    missing = len(wanted - set(arrivals))
+    emails = requests.get(f"{stack.sandbox_url}/outbox.json", params={"channel": "email"}, timeout=30).json()
+    email_count = sum(1 for m in emails["messages"] if "bench" in (m["to"] or ""))
+
+    def ms(value):
+        return None if value is None else round(value * 1000, 1)
+
+    figures = {
+        "dossiers": count,
+        "target_accepts_per_second": rate,
+        "submit_per_second": round(count / submit_seconds, 1),
+        "achieved_accepts_per_second": round(len(wanted) / accept_window, 1) if accept_window else None,
+        "accept_start_lateness_p99_ms": ms(percentile(lateness, 0.99)),
+        "errors": {"submit": len(submit_errors), "accept": len(accept_errors),
+                   "first": (submit_errors + accept_errors)[:3]},
+        "sms_received": len(arrivals),
+        "sms_missing": missing,
+        "sms_duplicates": duplicates,
+        "emails_received": email_count,
+        "latency_ms": {"p50": ms(percentile(latencies, 0.5)), "p90": ms(percentile(latencies, 0.9)),
+                       "p99": ms(percentile(latencies, 0.99)), "max": ms(max(latencies) if latencies else None)},
+        "latency_from_schedule_ms": {"p50": ms(percentile(from_schedule, 0.5)),
+                                     "p99": ms(percentile(from_schedule, 0.99))},
+        "latency_slope_seconds_per_second": None if slope(points) is None else round(slope(points), 4),
+        # CPU of each process from the first accept until every SMS arrived, per accepted dossier
+        "cpu_ms_per_dossier": cpu_ms_per_dossier,
+    }
+    figures["table"] = [
+        ("accepts/s achieved (target)", f"{figures['achieved_accepts_per_second']} ({rate:g})", f"{rate:g}"),
+        ("accept → SMS p50", f"{figures['latency_ms']['p50']} ms", ""),
+        ("accept → SMS p99", f"{figures['latency_ms']['p99']} ms", "≤ 300 ms"),
+        ("latency slope", f"{figures['latency_slope_seconds_per_second']} s/s", "≈ 0"),
+        ("SMS received / missing / twice", f"{len(arrivals)} / {missing} / {duplicates}", f"{count} / 0 / 0"),
+        ("e-mails received", str(email_count), str(count)),
+        ("CPU ms per dossier (accept → SMS)", ", ".join(f"{k} {v}" for k, v in cpu_ms_per_dossier.items()), ""),
+    ]
+    return figures
