@@ -294,8 +294,8 @@ class OutboxRelay:
             connection = None
             try:
                 connection = self.engine.raw_connection()
-                connection.detach()  # LISTEN state must not go back into the pool
                 dbapi = connection.driver_connection
+                connection.detach()  # LISTEN state must not go back into the pool
                 dbapi.autocommit = True
                 with dbapi.cursor() as cursor:
                     cursor.execute(f"LISTEN {NOTIFY_CHANNEL}")

@@ -189,6 +189,7 @@ def test_a_lost_connection_is_replaced_and_an_unreachable_broker_keeps_the_rows(
 def test_a_commit_in_another_process_wakes_the_relay_through_notify(rabbit_config, database, broker):
     queue = bind_queue(broker)
     relay = OutboxRelay(database.engine, rabbit_config["AMQP_URI"], "dossier", sweep_seconds=60)
+    relay.max_backoff_seconds = 60  # no sweep during the test: only NOTIFY can wake it
     runner = threading.Thread(target=relay.run, daemon=True)
     runner.start()
     try:
