@@ -26,7 +26,6 @@ serialised by a row lock in the service, so per aggregate the id order is the
 commit order. Only the confirmed prefix of a batch is marked, so a row is
 never marked before an earlier one.
 """
-import json
 import threading
 import time
 import uuid
@@ -84,6 +83,14 @@ class PublishError(Exception):
     """The broker did not confirm a message (nack, timeout or connection lost)."""
 
 
+class _OneWritePerMessage(pika.SelectConnection):
+    """pika writes a message's method, header and body frames with one send() each; joined,
+    a message costs one system call (a third of the relay's CPU time went to send())."""
+
+    def _output_marshaled_frames(self, marshaled_frames):
+        super()._output_marshaled_frames([b"".join(marshaled_frames)])
+
+
 class ConfirmingPublisher:
     """One pika connection and channel in confirm mode, with many confirms outstanding.
 
@@ -117,7 +124,7 @@ class ConfirmingPublisher:
 
     def open(self):
         steps = {}
-        self._connection = pika.SelectConnection(
+        self._connection = _OneWritePerMessage(
             self.parameters,
             on_open_callback=lambda _c: steps.setdefault("connected", True),
             on_open_error_callback=lambda _c, error: self.mark_failed(error),
@@ -359,8 +366,11 @@ class OutboxRelay:
             with self.engine.begin() as connection:
                 if is_pg:
                     connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": RELAY_LOCK_KEY})
+                # the payload as stored: the text json.dumps made of it, which is also what
+                # Nameko's serializer would send, so it goes out without a decode and encode
                 rows = connection.execute(
-                    sa.select(outbox_table.c.id, outbox_table.c.event_type, outbox_table.c.payload, outbox_table.c.headers)
+                    sa.select(outbox_table.c.id, outbox_table.c.event_id, outbox_table.c.event_type,
+                              sa.cast(outbox_table.c.payload, sa.Text).label("body"), outbox_table.c.headers)
                     .where(outbox_table.c.published_at.is_(None))
                     .order_by(outbox_table.c.id)
                     .limit(self.batch_size)
@@ -402,10 +412,7 @@ class OutboxRelay:
                     lambda: len(publisher.unconfirmed) <= self.window // 2, self.confirm_timeout_seconds
                 ):
                     break
-                tags.append(publisher.publish(
-                    row.event_type, json.dumps(row.payload).encode("utf-8"), row.headers or {},
-                    row.payload.get("event_id"),
-                ))
+                tags.append(publisher.publish(row.event_type, row.body.encode("utf-8"), row.headers or {}, row.event_id))
             else:
                 publisher.wait(lambda: not publisher.unconfirmed, self.confirm_timeout_seconds)
             # after a nack the channel is still open: collect the confirms of earlier messages
