@@ -33,6 +33,7 @@ from datetime import timedelta
 
 import pika
 import sqlalchemy as sa
+from nameko.standalone.events import get_event_exchange
 
 from portal_shared.logs import get_logger
 from portal_shared.schema import outbox_table
@@ -238,6 +239,7 @@ class OutboxRelay:
         self._amqp_uri = amqp_uri
         self.service_name = service_name
         self.exchange_name = f"{service_name}.events"
+        self.exchange = get_event_exchange(service_name, {})  # as Nameko declares it (kept for callers)
         self.sweep_seconds = sweep_seconds
         self.retention = timedelta(hours=retention_hours)
         self._next_prune = 0.0
