@@ -97,8 +97,9 @@ class ConfirmingPublisher:
 
     The connection's I/O loop is driven by the caller (``publish`` and ``wait``), so it
     needs no thread of its own and runs on an eventlet green thread as on a real one.
-    ``confirmed`` holds the delivery tags acknowledged so far, ``failed`` the reason the
-    channel can no longer be trusted (a nack or the connection closing).
+    ``unconfirmed`` holds the delivery tags sent and not yet acknowledged, ``nacked`` those
+    the broker refused, ``failed`` the reason the channel can no longer be trusted (a nack
+    or the connection closing).
     """
 
     connect_timeout = 10.0
