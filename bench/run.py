@@ -24,7 +24,7 @@ from pathlib import Path  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SECTIONS = ["notify_latency"]
+SECTIONS = ["notify_latency", "framework_ceilings", "outbox_relay"]
 
 
 def parse_args(argv=None):

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from nameko.extensions import DependencyProvider
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from portal_shared import outbox
@@ -25,6 +25,15 @@ from portal_shared.sqltypes import UtcDateTime  # noqa: F401  (re-exported for t
 log = get_logger(__name__)
 
 MIGRATION_LOCK_KEY = 7_300_001  # pg advisory lock: one migrating process at a time
+POOL_RECYCLE_SECONDS = 1800
+
+try:  # the real poll(): eventlet's green select has none, and a zero timeout needs no hub
+    from eventlet.patcher import original as _original
+
+    _select = _original("select")
+except ImportError:  # pragma: no cover - the services always run on eventlet
+    import select as _select
+_poll, _POLLIN = _select.poll, _select.POLLIN
 
 
 def create_db_engine(url):
@@ -56,7 +65,49 @@ def create_db_engine(url):
         # SQLAlchemy 2.1 picks psycopg 3 for a bare postgresql:// URL; psycopg2 is what
         # eventlet's monkey patching makes cooperative.
         parsed = parsed.set(drivername="postgresql+psycopg2")
-    return sa.create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True)
+    # No ping per checkout (a round trip before every transaction): a connection the server
+    # has closed is found by a local poll of its socket at checkout, connections are
+    # recycled before idle timeouts in between can bite, and a transaction whose first
+    # statement meets a dead connection anyway is run again once (``RetryingSession``).
+    engine = sa.create_engine(parsed, pool_size=10, max_overflow=20, pool_recycle=POOL_RECYCLE_SECONDS,
+                             hide_parameters=True)
+    sa.event.listen(engine, "checkout", _discard_if_closed_by_server)
+    return engine
+
+
+def _discard_if_closed_by_server(dbapi_connection, _record, _proxy):
+    """Checkout hook: a pooled connection the server closed is replaced, without a round trip.
+
+    An idle connection has nothing to read; after ``pg_terminate_backend``, a server
+    restart or an idle timeout the server's last message and EOF are waiting in the
+    socket. The pool retries the checkout with a new connection.
+    """
+    if dbapi_connection.closed:
+        raise sa.exc.DisconnectionError("connection closed")
+    poller = _poll()
+    poller.register(dbapi_connection.fileno(), _POLLIN)
+    if poller.poll(0):
+        raise sa.exc.DisconnectionError("server closed the connection")
+
+
+class RetryingSession(Session):
+    """A session that runs a transaction again, once, when its first statement finds the
+    connection dead (the server closed it after the checkout's check).
+
+    Only the first statement of a transaction with nothing pending is retried: nothing of
+    the transaction can have reached the server, so running it again is safe.
+    """
+
+    def execute(self, statement, *args, **kwargs):
+        first = not self.in_transaction() and not (self.new or self.dirty or self.deleted)
+        try:
+            return super().execute(statement, *args, **kwargs)
+        except sa.exc.DBAPIError as exc:
+            if not (first and exc.connection_invalidated):
+                raise
+            log.warning("database_reconnected", error=type(exc.orig).__name__)
+            self.rollback()
+            return super().execute(statement, *args, **kwargs)
 
 
 def upgrade_database(engine, script_location):
@@ -144,7 +195,7 @@ class Database(DependencyProvider):
         self.engine = create_db_engine(url)
         if get_bool(config, "DATABASE_MIGRATE_ON_START", True):
             upgrade_database(self.engine, self.migrations)
-        self.sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)
+        self.sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False, class_=RetryingSession)
         if self.relay_events:
             self.relay = outbox.OutboxRelay(
                 self.engine,
