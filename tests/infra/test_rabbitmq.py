@@ -199,8 +199,9 @@ def portal_vhost(rabbit_config, rabbit_manager):
     passwords = env_example()
     broker = urlparse(rabbit_config["AMQP_URI"])
     uris = {}
+    service_users = [user["name"] for user in DEFINITIONS["users"] if not user["tags"]]  # portal_sync too
     try:
-        for service in SERVICES:
+        for service in service_users:
             username = f"permcheck-{service}-{suffix}"
             user = hashes[service]
             rabbit_manager._put(
@@ -220,7 +221,7 @@ def portal_vhost(rabbit_config, rabbit_manager):
             uris[service] = f"amqp://{username}:{password}@{broker.hostname}:{broker.port or 5672}/{vhost}"
         yield uris
     finally:
-        for service in SERVICES:
+        for service in service_users:
             rabbit_manager._delete("users", f"permcheck-{service}-{suffix}")
 
 
