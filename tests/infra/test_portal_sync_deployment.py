@@ -9,14 +9,14 @@ from tests.infra.conftest import K8S_DIR, REPO, k8s_objects
 from tests.infra.test_configuration import compose_environment, k8s_environment
 from tests.infra.test_rabbitmq import allowed, env_example, load_hash_helper
 
-# CONTRACT section 6, plus what every process reads (section 1) and the catalogue it shares with dossier.
+# CONTRACT section 6, plus what every process reads (sections 1 and 5) and the catalogue it shares with dossier.
 VARIABLES = {
-    "AMQP_URI", "LOG_LEVEL", "LOG_FORMAT", "DOSSIER_PROCEDURES_FILE",
+    "AMQP_URI", "AUTH_JWT_SECRET", "AUTH_JWT_ISSUER", "LOG_LEVEL", "LOG_FORMAT", "DOSSIER_PROCEDURES_FILE",
     "PORTAL_SYNC_DATABASE_URL", "PORTAL_SYNC_HTTP_ADDRESS", "NATIONAL_PORTAL_URL", "NATIONAL_PORTAL_AUTH_PATH",
     "NATIONAL_PORTAL_INTEGRATION_PATH", "NATIONAL_PORTAL_USERNAME", "NATIONAL_PORTAL_PASSWORD",
     "NATIONAL_PORTAL_AGENCY_CODE",
 }
-SECRETS = {"AMQP_URI", "PORTAL_SYNC_DATABASE_URL", "NATIONAL_PORTAL_USERNAME", "NATIONAL_PORTAL_PASSWORD"}
+SECRETS = {"AMQP_URI", "AUTH_JWT_SECRET", "PORTAL_SYNC_DATABASE_URL", "NATIONAL_PORTAL_USERNAME", "NATIONAL_PORTAL_PASSWORD"}
 
 
 def test_compose_gives_portal_sync_exactly_its_variables_and_credentials_by_interpolation(compose):
@@ -52,7 +52,8 @@ def test_kubernetes_gives_portal_sync_exactly_its_variables_with_credentials_in_
     ("read", "payment.events", True),
     ("configure", "evt-dossier-dossier_status_changed--portal_sync.on_dossier_status_changed", True),
     ("configure", "evt-payment-payment_succeeded--portal_sync.on_payment_succeeded.retry", True),
-    ("write", "amq.default", True),
+    ("write", "amq.default", False),  # retries and dead letters go through portal_sync.retries
+    ("write", "portal_sync.retries", True),
     ("write", "nameko-rpc", True),
     ("configure", "rpc.reply-portal_sync-5b1c0d0e-7d1f-4a36-9d1e-0d5d1b2f9c11", True),
     ("write", "dossier.events", False),
