@@ -12,6 +12,9 @@ CLIENT_TIMEOUT_SECONDS = 1.0
 HANG_SECONDS = 2.5
 
 
+ESMS_CALLBACK_TOKEN = "t0k3n-Receipts_only-for-eSMS"
+
+
 @pytest.fixture(scope="session")
 def notify_database(fresh_database):
     return fresh_database("notify")
@@ -58,6 +61,7 @@ def provider_config(esms, speedsms, smtp):
         "SMTP_SECURITY": "none",
         "MAIL_FROM": "Cổng Dịch vụ công <no-reply@dichvucong.test>",
         "NOTIFY_CALLBACK_BASE_URL": "http://notify.test",
+        "ESMS_CALLBACK_TOKEN": ESMS_CALLBACK_TOKEN,
         "SMS_HTTP_TIMEOUT_SECONDS": CLIENT_TIMEOUT_SECONDS,
         "SMS_PROVIDER_COOLDOWN_SECONDS": 0.5,
     }

@@ -12,6 +12,7 @@ before it learns), it needs no database round trip on the hot path and it
 heals by itself when the process restarts. Correctness never depends on it.
 """
 import time
+from urllib.parse import quote
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -164,6 +165,9 @@ def clients_from_config(config):
     """The enabled SMS clients in preference order; a provider without credentials is left out with a log line."""
     timeout = get_float(config, "SMS_HTTP_TIMEOUT_SECONDS", 10.0)
     callback_base = get_str(config, "NOTIFY_CALLBACK_BASE_URL", "")
+    callback_token = get_str(config, "ESMS_CALLBACK_TOKEN", "")
+    if callback_base and not callback_token:
+        log.warning("esms_receipts_disabled", reason="ESMS_CALLBACK_TOKEN not set; no CallbackUrl is sent")
     clients = []
     for name in (item.lower() for item in get_list(config, "SMS_PROVIDERS", ["esms", "speedsms"])):
         if name == "esms":
@@ -174,7 +178,8 @@ def clients_from_config(config):
             clients.append(EsmsClient(
                 get_str(config, "ESMS_BASE_URL", "https://rest.esms.vn"), get_str(config, "ESMS_API_KEY"),
                 get_str(config, "ESMS_SECRET_KEY"), get_str(config, "ESMS_BRANDNAME"),
-                callback_url=(callback_base.rstrip("/") + "/callbacks/esms") if callback_base else "",
+                callback_url=(f"{callback_base.rstrip('/')}/callbacks/esms/{quote(callback_token, safe='')}"
+                              if callback_base and callback_token else ""),
                 timeout=timeout,
             ))
         elif name == "speedsms":

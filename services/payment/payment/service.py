@@ -3,7 +3,7 @@ import json
 
 from nameko.rpc import rpc
 from nameko.timer import Timer
-from nameko.web.handlers import http
+from portal_shared.web import callback
 from werkzeug.wrappers import Response
 
 from payment import use_cases
@@ -83,7 +83,7 @@ class PaymentService(health.HealthEndpoints):
         to_refund = use_cases.record_dossier_status(self.db, INBOX_CONSUMER, event, self.log.call_id_stack)
         self._refund(to_refund)
 
-    @http("GET", "/callbacks/vnpay/ipn")
+    @callback("GET", "/callbacks/vnpay/ipn")
     def vnpay_ipn(self, request):
         try:
             verdict, refund_txn_ref = use_cases.vnpay_ipn(
@@ -97,7 +97,7 @@ class PaymentService(health.HealthEndpoints):
         self._refund([refund_txn_ref] if refund_txn_ref else [])
         return json_response({"RspCode": verdict.code, "Message": verdict.message})
 
-    @http("POST", "/callbacks/momo/ipn")
+    @callback("POST", "/callbacks/momo/ipn")
     def momo_ipn(self, request):
         try:
             body = json.loads(request.get_data(as_text=True) or "null")
