@@ -1,6 +1,6 @@
 """The Procfile's processes behind Debian's nginx configured with infra/nginx (the public edge).
 
-One stack per module: dossier, payment, notify and the sandbox as real OS
+One stack for the package: dossier, payment, notify and the sandbox as real OS
 processes (tests/e2e/harness.py), the providers' callbacks addressed to the
 edge (``PAYMENT_CALLBACK_BASE_URL`` / ``NOTIFY_CALLBACK_BASE_URL``), and VNPay's
 API (querydr, refund) played by ``HangingVnpayApi`` so a test can hold a
@@ -103,7 +103,7 @@ class HangingVnpayApi:
         return answer
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def edge_stack(request, fresh_database, tmp_path_factory):
     if nginx_binary() is None:
         pytest.skip("nginx is not installed (.ci/run installs it)")
@@ -142,7 +142,7 @@ def edge_stack(request, fresh_database, tmp_path_factory):
         vhost.delete()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def rpc(edge_stack):
     proxy = ClusterRpcProxy({"AMQP_URI": edge_stack.amqp_uri}, timeout=30)
     client = proxy.start()

@@ -189,12 +189,8 @@ class MomoGateway(Gateway):
 
 
 def _exact_integer(value):
-    """MoMo sends numbers as JSON integers; a digit string is tolerated, a fraction or a bool never."""
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return -(10 ** 18) < value < 10 ** 18
-    return isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,18}", value) is not None
+    """MoMo sends these as JSON integers: a fraction, a digit string or a bool is malformed."""
+    return isinstance(value, int) and not isinstance(value, bool) and -(10 ** 18) < value < 10 ** 18
 
 
 def _from_millis(value):
