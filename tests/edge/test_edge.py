@@ -293,3 +293,66 @@ def test_stricter_ipn_checks_through_the_edge(edge_stack, rpc):
     assert requests.get(url, params=no_status, timeout=10).json()["RspCode"] == "99"
     assert status_of(stack, payment["txn_ref"]) == "pending"
     assert history_of(stack, payment["txn_ref"]) == [(None, "pending", "create")]
+
+
+# --- eSMS receipts --------------------------------------------------------------------------
+
+
+def faults(stack, *plans):
+    requests.delete(f"{stack.sandbox_url}/_sandbox/faults", timeout=5).raise_for_status()
+    for provider in plans:
+        requests.post(f"{stack.sandbox_url}/_sandbox/faults", json={"provider": provider, "code": "http_500",
+                                                                    "times": -1}, timeout=5).raise_for_status()
+
+
+def notification(rpc, reference):
+    return rpc.notify.get_notifications(reference)[0]
+
+
+def sandbox_sms(stack, phone):
+    return [m for m in stack.outbox(channel="sms") if m["to"].endswith(phone[1:])]
+
+
+def test_forged_receipts_change_nothing_and_the_message_still_reaches_the_citizen(edge_stack, rpc):
+    stack = edge_stack
+    receipts = f"{stack.edge.url}/callbacks/esms"
+    params = {"dossier_code": "EDGE-RCPT", "procedure_name": "Đăng ký khai sinh"}
+
+    # a message that went out through SpeedSMS: an eSMS receipt naming it, even with its id, is no receipt for it
+    faults(stack, "esms")
+    phone_speedsms = f"09{uuid.uuid4().int % 10**8:08d}"
+    other = rpc.notify.send_notification("sms", phone_speedsms, "processed", params, "EDGE-RCPT-1")
+    assert (other["provider"], other["status"]) == ("speedsms", "sent")
+    tran_id = sandbox_sms(stack, phone_speedsms)[0]["meta"]["tran_id"]
+    answer = requests.post(f"{receipts}/{ESMS_TOKEN}", json={"RequestId": other["id"], "SMSID": str(tran_id),
+                                                             "SendStatus": 4}, timeout=5)
+    assert answer.status_code == 200 and answer.json() == {"status": "received"}
+    assert notification(rpc, "EDGE-RCPT-1")["status"] == "sent"
+
+    # both providers down: the message waits for its retry, and forged receipts do not mark it delivered
+    faults(stack, "esms", "speedsms")
+    phone = f"09{uuid.uuid4().int % 10**8:08d}"
+    waiting = rpc.notify.send_notification("sms", phone, "processed", params, "EDGE-RCPT-2")
+    assert waiting["status"] == "temporary_failure"
+    forged = {"RequestId": waiting["id"], "SMSID": uuid.uuid4().hex, "SendStatus": 5, "SendSuccess": 1}
+    assert requests.post(receipts, json=forged, timeout=5).status_code == 404  # no token: nginx has no such door
+    assert requests.post(f"{receipts}/not-the-token", json=forged, timeout=5).status_code == 404
+    assert requests.post(f"{receipts}/{ESMS_TOKEN}", params=forged, timeout=5).status_code == 400  # query string
+    unknown = requests.post(f"{receipts}/{ESMS_TOKEN}", json=forged, timeout=5)  # right door, SMSID not eSMS's
+    assert unknown.status_code == 200 and unknown.json() == {"status": "received"}
+    assert requests.post(f"{receipts}/{ESMS_TOKEN}", data={**forged, "SendStatus": "5"},
+                         timeout=5).json() == {"status": "received"}
+    current = notification(rpc, "EDGE-RCPT-2")
+    assert current["status"] in ("temporary_failure", "sending") and current["sent_at"] is None
+    assert sandbox_sms(stack, phone) == []
+
+    # the providers recover: the message goes out once, and eSMS's own receipt (through the edge) marks it
+    faults(stack)
+    wait_until(lambda: notification(rpc, "EDGE-RCPT-2")["status"] == "delivered", timeout=60,
+               message="the message sent and its eSMS receipt applied")
+    sent = sandbox_sms(stack, phone)
+    assert len(sent) == 1 and sent[0]["provider"] == "esms"
+    # a final state stays final, even for a receipt naming the right SMSID
+    late = {"RequestId": waiting["id"], "SMSID": sent[0]["meta"]["sms_id"], "SendStatus": 4}
+    assert requests.post(f"{receipts}/{ESMS_TOKEN}", json=late, timeout=5).status_code == 200
+    assert notification(rpc, "EDGE-RCPT-2")["status"] == "delivered"
