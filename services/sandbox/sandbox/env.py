@@ -56,6 +56,8 @@ def sandbox_environment(environ=None):
     defaults = {
         "PAYMENT_CALLBACK_BASE_URL": "http://127.0.0.1:8000",
         "NOTIFY_CALLBACK_BASE_URL": "http://127.0.0.1:8001",
+        # a fixed, public token: fine for the sandbox on a developer machine, never for production
+        "ESMS_CALLBACK_TOKEN": "dev-sandbox-esms-receipts",
     }
     for name, value in defaults.items():
         if not env.get(name):
