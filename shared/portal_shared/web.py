@@ -76,6 +76,7 @@ class DeadlineProtocol(HttpOnlyProtocol):
     _header_timer = None
 
     def handle_one_request(self):
+        self.raw_requestline = ""
         self._header_timer = eventlet.Timeout(self.server.header_timeout, _Deadline())
         try:
             super().handle_one_request()
@@ -83,7 +84,8 @@ class DeadlineProtocol(HttpOnlyProtocol):
             self.close_connection = 1
             if getattr(self, "raw_requestline", None):  # a request had begun: say why it ends
                 self._write_quietly(_canned(408, "Request Timeout", "request headers too slow"))
-            log.info("http_header_deadline", client=self.client_address[0] if self.client_address else None)
+                log.info("http_header_deadline", path=None)
+            # else: an idle keep-alive connection, closed silently
         finally:
             self._header_timer.cancel()
 
