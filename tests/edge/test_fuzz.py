@@ -36,13 +36,13 @@ CONNECTIONS = 8
 
 JUNK_TEXT = ["\ud800", "\udfff", "a\x00b", "\x00", "\ufffd", "é", "\u202e", "0" * 5000, "", " ", "-1", "1e3",
              "200000.99", "null", "[]", "{}", "%00", "\r\n", "😀"]
-junk_text = st.one_of(st.sampled_from(JUNK_TEXT), st.text(max_size=40),
+junk_text = st.one_of(st.sampled_from(JUNK_TEXT), st.text(max_size=20),
                       st.text(alphabet=st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1,
                               max_size=3))
 json_scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2 ** 70), max_value=2 ** 70),
                          st.floats(allow_nan=False, allow_infinity=False), junk_text)
-json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4)
-                           | st.dictionaries(junk_text, inner, max_size=4), max_leaves=12)
+json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=3)
+                           | st.dictionaries(junk_text, inner, max_size=3), max_leaves=6)
 
 
 def to_bytes(text):
