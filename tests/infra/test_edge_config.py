@@ -1,8 +1,5 @@
 """The edge's configuration: one set of doors and limits for docker-compose (nginx) and Kubernetes (Ingress)."""
 import re
-from pathlib import Path
-
-import yaml
 
 from tests.infra.conftest import REPO, k8s_objects
 

@@ -62,7 +62,8 @@ def test_vnpay_ipn_signature_accepts_either_hex_case_and_rejects_tampering():
 
 def test_vnpay_success_needs_both_codes():
     gateway = vnpay_gateway()
-    params = {"vnp_TmnCode": "TMN00001", "vnp_TxnRef": "T1", "vnp_Amount": "100000", "vnp_ResponseCode": "00", "vnp_TransactionStatus": "02"}
+    params = {"vnp_TmnCode": "TMN00001", "vnp_TxnRef": "T1", "vnp_Amount": "100000", "vnp_ResponseCode": "00",
+              "vnp_TransactionStatus": "02"}
     params["vnp_SecureHash"] = hmac.new(SECRET.encode(), urlencode(sorted(params.items())).encode(),
                                         hashlib.sha512).hexdigest()
     report = gateway.parse_notification(params)
@@ -123,7 +124,8 @@ def test_vnpay_encodes_as_an_html_form_does():
 
 
 def test_a_non_ascii_signature_is_a_bad_signature_not_a_crash():
-    params = {"vnp_TmnCode": "TMN00001", "vnp_TxnRef": "T1", "vnp_Amount": "100000", "vnp_ResponseCode": "00", "vnp_TransactionStatus": "00",
+    params = {"vnp_TmnCode": "TMN00001", "vnp_TxnRef": "T1", "vnp_Amount": "100000", "vnp_ResponseCode": "00",
+              "vnp_TransactionStatus": "00",
               "vnp_SecureHash": "chữ ký"}
     with pytest.raises(InvalidSignature):
         vnpay_gateway().parse_notification(params)
@@ -136,7 +138,8 @@ def test_a_non_ascii_signature_is_a_bad_signature_not_a_crash():
 
 
 def test_a_signed_vnpay_amount_that_is_not_whole_vnd_is_an_amount_mismatch():
-    params = {"vnp_TmnCode": "TMN00001", "vnp_TxnRef": "T1", "vnp_Amount": "10000050", "vnp_ResponseCode": "00", "vnp_TransactionStatus": "00"}
+    params = {"vnp_TmnCode": "TMN00001", "vnp_TxnRef": "T1", "vnp_Amount": "10000050", "vnp_ResponseCode": "00",
+              "vnp_TransactionStatus": "00"}
     params["vnp_SecureHash"] = hmac.new(SECRET.encode(), urlencode(sorted(params.items())).encode(),
                                         hashlib.sha512).hexdigest()
     report = vnpay_gateway().parse_notification(params)  # not a MalformedMessage (answered 99, retried forever)

@@ -3,7 +3,6 @@ import hmac
 
 from nameko.dependency_providers import Config
 from nameko.rpc import RpcProxy, rpc
-from portal_shared.web import callback
 
 from notify import use_cases
 from notify.dependencies import Channels, DeliverySettings, config_timer
@@ -12,14 +11,15 @@ from notify.orm import Base  # noqa: F401  (tables known to Alembic autogenerate
 from notify.rendering import TemplateParamsError
 from notify.schemas import DossierStatusChangedSchema, PaymentEventSchema, SendNotificationSchema
 from notify.use_cases import NotificationNotFound, dump_notification
+from portal_shared.config import get_str
 from portal_shared.db import Database
 from portal_shared.errors import ValidationError, load
 from portal_shared.events import reliable_event_handler
 from portal_shared import health  # module import: `nameko run notify.service` must find only NotifyService
 from portal_shared.health import Monitoring, json_response
-from portal_shared.config import get_str
 from portal_shared.logs import WorkerLogContext
 from portal_shared.untrusted import Malformed, json_object, query_fields
+from portal_shared.web import callback
 
 EXPECTED = (ValidationError, NotificationNotFound)
 

@@ -1,7 +1,6 @@
 """Nameko entrypoints of the payment service: validate, call one use case, dump."""
 from nameko.rpc import rpc
 from nameko.timer import Timer
-from portal_shared.web import callback
 from werkzeug.wrappers import Response
 
 from payment import use_cases
@@ -26,6 +25,7 @@ from portal_shared import health  # module import: `nameko run payment.service` 
 from portal_shared.health import Monitoring, json_response
 from portal_shared.logs import WorkerLogContext
 from portal_shared.untrusted import Malformed, json_object, query_fields
+from portal_shared.web import callback
 
 EXPECTED = (ValidationError, NoPaymentDue, AlreadyPaid, GatewayUnavailable, PaymentNotFound)
 INBOX_CONSUMER = "payment.on_dossier_status_changed"
