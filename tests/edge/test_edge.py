@@ -85,7 +85,7 @@ def closed_after(sock, started, limit=30.0):
 def charge_for_payment(stack, rpc):
     """A dossier whose fee of 200,000 VND is due at the payment service."""
     applicant = {"full_name": "Nguyễn Văn An", "id_number": f"{uuid.uuid4().int % 10**12:012d}",
-                 "phone": f"09{uuid.uuid4().int % 10**8:08d}", "email": "an@example.vn"}
+                 "phone": f"091{uuid.uuid4().int % 10**7:07d}", "email": "an@example.vn"}
     code = rpc.dossier.submit_dossier("LLTP-01", applicant, {"purpose": "edge"})["code"]
     rpc.dossier.act_on_dossier(code, "accept", "can-bo-edge")
     wait_until(lambda: rpc.dossier.get_dossier(code)["status"] == "payment_requested", message="payment_requested")
@@ -320,7 +320,7 @@ def test_forged_receipts_change_nothing_and_the_message_still_reaches_the_citize
 
     # a message that went out through SpeedSMS: an eSMS receipt naming it, even with its id, is no receipt for it
     faults(stack, "esms")
-    phone_speedsms = f"09{uuid.uuid4().int % 10**8:08d}"
+    phone_speedsms = f"091{uuid.uuid4().int % 10**7:07d}"
     other = rpc.notify.send_notification("sms", phone_speedsms, "processed", params, "EDGE-RCPT-1")
     assert (other["provider"], other["status"]) == ("speedsms", "sent")
     tran_id = sandbox_sms(stack, phone_speedsms)[0]["meta"]["tran_id"]
@@ -331,7 +331,7 @@ def test_forged_receipts_change_nothing_and_the_message_still_reaches_the_citize
 
     # both providers down: the message waits for its retry, and forged receipts do not mark it delivered
     faults(stack, "esms", "speedsms")
-    phone = f"09{uuid.uuid4().int % 10**8:08d}"
+    phone = f"091{uuid.uuid4().int % 10**7:07d}"
     waiting = rpc.notify.send_notification("sms", phone, "processed", params, "EDGE-RCPT-2")
     assert waiting["status"] == "temporary_failure"
     forged = {"RequestId": waiting["id"], "SMSID": uuid.uuid4().hex, "SendStatus": 5, "SendSuccess": 1}
