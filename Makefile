@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PACKAGES := shared services/dossier services/payment services/notify services/portal_sync services/sandbox
 STAMP := $(VENV)/.installed
 
-.PHONY: install run demo test test-fast migrate clean bench
+.PHONY: install run demo test test-fast migrate clean bench edge
 
 $(STAMP): requirements.txt $(foreach p,$(PACKAGES),$(wildcard $(p)/pyproject.toml))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ install: $(STAMP)
 ## run: start every process of the Procfile (providers without credentials: the local sandbox)
 run: install
 	VENV=$(VENV) scripts/run.sh
+
+## edge: the public callback edge (nginx, infra/nginx) in front of `make run`, on :8080
+edge:
+	scripts/edge.sh
 
 ## demo: walk one dossier through a VNPay payment against a running `make run`
 demo: install

@@ -3,18 +3,28 @@
 A service class inherits ``HealthEndpoints`` and declares
 ``monitoring = Monitoring()`` next to its ``Database``: the provider counts and
 times every worker for Prometheus and checks that the database and the broker
-answer.
+answer. The check runs in a thread of its own every
+``READINESS_CHECK_SECONDS``; ``/readyz`` answers from its last result (never a
+new broker connection per request). The three endpoints are answered by the
+web server itself (``portal_shared.web.probe``), so they answer even when every
+worker is busy; they belong to the service's own address and are never routed
+to the internet (``infra/nginx``).
 """
 import json
 import time
 
+import eventlet
 from kombu import Connection
 from nameko.extensions import DependencyProvider
-from nameko.web.handlers import http
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from werkzeug.wrappers import Response
 
+from portal_shared.config import get_float
 from portal_shared.db import Database
+from portal_shared.logs import get_logger
+from portal_shared.web import probe
+
+log = get_logger(__name__)
 
 WORKER_CALLS = Counter(
     "portal_worker_calls_total", "Worker calls by entrypoint and outcome", ["service", "entrypoint", "outcome"]
@@ -56,10 +66,49 @@ class Readiness:
 
 
 class Monitoring(DependencyProvider):
-    """Worker metrics and readiness checks."""
+    """Worker metrics and the cached readiness check."""
 
     def setup(self):
         self._started = {}
+        self.interval = get_float(self.container.config, "READINESS_CHECK_SECONDS", 5.0)
+        self.last_check = None  # (monotonic time, ready, details)
+        self._thread = None
+
+    def start(self):
+        self._check()  # a first answer before the server takes requests
+        self._thread = self.container.spawn_managed_thread(self._watch, identifier="readiness_check")
+
+    def stop(self):
+        if self._thread is not None:
+            self._thread.kill()
+            self._thread = None
+
+    def kill(self):
+        self.stop()
+
+    def _watch(self):
+        while True:
+            eventlet.sleep(self.interval)
+            self._check()
+
+    def _check(self):
+        try:
+            ready, details = Readiness(self).check()
+        except Exception as exc:  # never let the watcher die: a dead watcher would read as stale
+            ready, details = False, {"check": f"error: {type(exc).__name__}"}
+        if self.last_check is None or self.last_check[1] != ready:
+            log.info("readiness_changed", ready=ready, **details)
+        self.last_check = (time.monotonic(), ready, details)
+
+    def cached_readiness(self):
+        """``(ready, details)`` from the last check; not ready before the first or when it is stale."""
+        if self.last_check is None:
+            return False, {"check": "not run yet"}
+        at, ready, details = self.last_check
+        age = time.monotonic() - at
+        if age > max(3 * self.interval, 30.0):
+            return False, {**details, "check": f"stale ({age:.0f} s old)"}
+        return ready, details
 
     def database(self):
         for extension in self.container.dependencies:
@@ -85,18 +134,29 @@ def json_response(payload, status=200):
     return Response(json.dumps(payload, ensure_ascii=False), status=status, mimetype="application/json")
 
 
-class HealthEndpoints:
-    """Mixin adding the three operational endpoints to a service class."""
+def _monitoring_of(container):
+    for extension in container.dependencies:
+        if isinstance(extension, Monitoring):
+            return extension
+    raise RuntimeError("HealthEndpoints needs a Monitoring dependency on the service")
 
-    @http("GET", "/healthz")
+
+class HealthEndpoints:
+    """Mixin adding the three operational endpoints to a service class.
+
+    Each method runs in the web server's green thread with ``self`` = the
+    service's ``Monitoring`` provider (``portal_shared.web.ProbeHandler``).
+    """
+
+    @probe("GET", "/healthz", locate=_monitoring_of)
     def healthz(self, request):
         return json_response({"status": "ok"})
 
-    @http("GET", "/readyz")
+    @probe("GET", "/readyz", locate=_monitoring_of)
     def readyz(self, request):
-        ready, details = self.monitoring.check()
+        ready, details = self.cached_readiness()
         return json_response({"status": "ready" if ready else "not ready", **details}, 200 if ready else 503)
 
-    @http("GET", "/metrics")
+    @probe("GET", "/metrics", locate=_monitoring_of)
     def metrics(self, request):
-        return Response(self.monitoring.metrics(), status=200, mimetype=CONTENT_TYPE_LATEST.split(";")[0])
+        return Response(Readiness(self).metrics(), status=200, mimetype=CONTENT_TYPE_LATEST.split(";")[0])

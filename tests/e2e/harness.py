@@ -24,6 +24,7 @@ from tests.helpers import free_port
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 SERVICES = ("dossier", "payment", "notify", "portal_sync")
+E2E_ESMS_CALLBACK_TOKEN = "e2e-receipts-9f8e7d6c5b4a"
 
 # short timers so a flow takes seconds (the production defaults are minutes)
 FAST_TIMERS = {
@@ -196,6 +197,7 @@ class Stack:
             "SANDBOX_SMTP_ADDRESS": f"127.0.0.1:{self.smtp_port}",
             "PAYMENT_CALLBACK_BASE_URL": self.url("payment"),
             "NOTIFY_CALLBACK_BASE_URL": self.url("notify"),
+            "ESMS_CALLBACK_TOKEN": E2E_ESMS_CALLBACK_TOKEN,
             "VNPAY_TMN_CODE": "E2ETMN01",
             "VNPAY_HASH_SECRET": "E2EVNPAYSECRET0123456789ABCDEFGH",
             "VNPAY_PAYMENT_URL": f"{sandbox}/paymentv2/vpcpay.html",

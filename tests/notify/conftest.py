@@ -13,6 +13,9 @@ CLIENT_TIMEOUT_SECONDS = 2.0
 HANG_SECONDS = 4.0
 
 
+ESMS_CALLBACK_TOKEN = "t0k3n-Receipts_only-for-eSMS"
+
+
 @pytest.fixture(scope="session")
 def notify_database(fresh_database):
     return fresh_database("notify")
@@ -59,6 +62,7 @@ def provider_config(esms, speedsms, smtp):
         "SMTP_SECURITY": "none",
         "MAIL_FROM": "Cổng Dịch vụ công <no-reply@dichvucong.test>",
         "NOTIFY_CALLBACK_BASE_URL": "http://notify.test",
+        "ESMS_CALLBACK_TOKEN": ESMS_CALLBACK_TOKEN,
         "SMS_HTTP_TIMEOUT_SECONDS": CLIENT_TIMEOUT_SECONDS,
         "SMS_PROVIDER_COOLDOWN_SECONDS": 0.5,
     }

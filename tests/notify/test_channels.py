@@ -10,6 +10,7 @@ from notify.mail import SmtpMailer
 from notify.sms import SmsRouter, clients_from_config
 from notify.use_cases import Message
 from portal_shared.logs import configure_logging
+from tests.notify.conftest import ESMS_CALLBACK_TOKEN
 
 
 def sms(message_id="11111111-2222-3333-4444-555555555555", phone="0912345678", text="DVC: Ho so X-1 da duoc tiep nhan."):
@@ -30,7 +31,7 @@ def test_esms_gets_its_real_request_format(router, esms, speedsms):
         "ApiKey": "esms-key", "SecretKey": "esms-secret", "Phone": "84912345678",
         "Content": "DVC: Ho so X-1 da duoc tiep nhan.", "Brandname": "DICHVUCONG", "SmsType": "2",
         "IsUnicode": "0", "Sandbox": "0", "RequestId": "11111111-2222-3333-4444-555555555555",
-        "CallbackUrl": "http://notify.test/callbacks/esms",
+        "CallbackUrl": f"http://notify.test/callbacks/esms/{ESMS_CALLBACK_TOKEN}",
     }
     assert outcome.reference == esms.delivered[0]["sms_id"]
     assert speedsms.requests == []

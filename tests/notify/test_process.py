@@ -82,7 +82,9 @@ def test_nameko_run_starts_without_any_secret_and_says_what_is_disabled(rabbit_c
                 time.sleep(0.2)
         assert ready.status_code == 200, ready.text + log_path.read_text()[-3000:]
         assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
-        assert requests.post(f"http://127.0.0.1:{port}/callbacks/esms", data="garbage", timeout=2).status_code == 400
+        # no ESMS_CALLBACK_TOKEN here: every receipt path is refused, and nothing answers 5xx
+        assert requests.post(f"http://127.0.0.1:{port}/callbacks/esms", data="garbage", timeout=2).status_code == 404
+        assert requests.post(f"http://127.0.0.1:{port}/callbacks/esms/x", data="garbage", timeout=2).status_code == 404
         # the RPC consumer is up too (and stopping before it is would trip a nameko 2.14 race in shutdown)
         with rpc_proxy(rabbit_config) as rpc:
             assert rpc.notify.get_notifications("NONE") == []

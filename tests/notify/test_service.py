@@ -11,6 +11,7 @@ from nameko.standalone.events import event_dispatcher
 
 from notify.service import NotifyService
 from tests.helpers import rpc_proxy, wait_for
+from tests.notify.conftest import ESMS_CALLBACK_TOKEN
 from tests.helpers import free_port
 
 NOTIFY_STATUSES = ["accepted", "not_accepted", "payment_requested", "supplement_requested", "processed",
@@ -182,29 +183,50 @@ def test_technical_failure_after_the_last_attempt_then_operator_resend(
 
 
 def test_esms_receipts_move_messages_to_delivered_or_permanent_failure(notify_container, notify_config, esms):
-    url = f"http://{notify_config['WEB_SERVER_ADDRESS']}/callbacks/esms"
+    base = f"http://{notify_config['WEB_SERVER_ADDRESS']}/callbacks/esms"
+    url = f"{base}/{ESMS_CALLBACK_TOKEN}"
     dispatch = event_dispatcher(notify_config)
     dispatch("dossier", "dossier_status_changed", dossier_event("accepted", dossier_code="DR-1", email_address=None))
     dispatch("dossier", "dossier_status_changed", dossier_event("accepted", dossier_code="DR-2", email_address=None))
     first = settled(notify_config, "DR-1", 1)[0]
     second = settled(notify_config, "DR-2", 1)[0]
-    sms_id = next(sms["sms_id"] for sms in esms.delivered if sms["request_id"] == first["id"])
-    assert esms.delivered[0]["callback_url"] == "http://notify.test/callbacks/esms"
+    first_sms = next(sms["sms_id"] for sms in esms.delivered if sms["request_id"] == first["id"])
+    second_sms = next(sms["sms_id"] for sms in esms.delivered if sms["request_id"] == second["id"])
+    assert esms.delivered[0]["callback_url"] == f"http://notify.test/callbacks/esms/{ESMS_CALLBACK_TOKEN}"
 
-    answer = requests.post(url, json={"SMSID": sms_id, "SendStatus": 5, "SendSuccess": 1, "SendFailed": 0,
-                                      "RequestId": first["id"]}, timeout=5)
-    assert answer.status_code == 200 and answer.json() == {"status": "delivered"}
+    # forged: no token, a wrong token, a query-string receipt, an id alone without its SMSID
+    delivered = {"SMSID": first_sms, "SendStatus": 5, "SendSuccess": 1, "SendFailed": 0, "RequestId": first["id"]}
+    assert requests.post(base, json=delivered, timeout=5).status_code == 404
+    assert requests.post(f"{base}/{ESMS_CALLBACK_TOKEN[:-1]}x", json=delivered, timeout=5).status_code == 404
+    assert requests.post(f"{base}/{ESMS_CALLBACK_TOKEN}/x", json=delivered, timeout=5).status_code == 404
+    assert requests.post(url, params=delivered, timeout=5).status_code == 400
+    assert requests.post(url, json={"RequestId": first["id"], "SendStatus": 5}, timeout=5).status_code == 400
+    # a receipt naming the SMSID of another message changes neither
+    answer = requests.post(url, json={**delivered, "SMSID": second_sms}, timeout=5)
+    assert answer.status_code == 200 and answer.json() == {"status": "received"}
+    assert [n["status"] for n in notifications(notify_config, "DR-1") + notifications(notify_config, "DR-2")] == [
+        "sent", "sent"]
+
+    answer = requests.post(url, json=delivered, timeout=5)
+    assert answer.status_code == 200 and answer.json() == {"status": "received"}
     assert notifications(notify_config, "DR-1")[0]["status"] == "delivered"
+    # a final state stays final
+    answer = requests.post(url, json={**delivered, "SendStatus": 4}, timeout=5)
+    assert answer.status_code == 200 and notifications(notify_config, "DR-1")[0]["status"] == "delivered"
 
-    answer = requests.post(url, data={"RequestId": second["id"], "SendStatus": "4"}, timeout=5)  # form-encoded
+    answer = requests.post(url, data={"SMSID": second_sms, "SendStatus": "4"}, timeout=5)  # form-encoded
     assert answer.status_code == 200
     assert notifications(notify_config, "DR-2")[0]["status"] == "permanent_failure"
 
     assert requests.post(url, data="{not json", headers={"Content-Type": "application/json"}, timeout=5).status_code == 400
+    assert requests.post(url, data="SMSID=1&SendStatus=5", headers={"Content-Type": "text/plain"},
+                         timeout=5).status_code == 400
     assert requests.post(url, json=[1, 2], timeout=5).status_code == 400
     assert requests.post(url, json={"SendStatus": 5}, timeout=5).status_code == 400
-    assert requests.post(url, json={"RequestId": first["id"]}, timeout=5).status_code == 400
-    assert requests.post(url, json={"RequestId": str(uuid.uuid4()), "SendStatus": 5}, timeout=5).status_code == 404
+    # unknown ids get the very answer a known one gets: no oracle
+    unknown = requests.post(url, json={"SMSID": uuid.uuid4().hex, "RequestId": str(uuid.uuid4()), "SendStatus": 5},
+                            timeout=5)
+    assert unknown.status_code == 200 and unknown.json() == {"status": "received"}
 
 
 def test_rpc_send_and_get_notifications(notify_container, notify_config, esms, smtp):

@@ -45,7 +45,7 @@ def test_vnpay_pay_url_matches_a_hand_computed_signature():
 
 def test_vnpay_ipn_signature_accepts_either_hex_case_and_rejects_tampering():
     gateway = vnpay_gateway()
-    params = {"vnp_TxnRef": "T1", "vnp_Amount": "20000000", "vnp_ResponseCode": "00",
+    params = {"vnp_TmnCode": "TMN00001", "vnp_TxnRef": "T1", "vnp_Amount": "20000000", "vnp_ResponseCode": "00",
               "vnp_TransactionStatus": "00", "vnp_TransactionNo": "14000000", "vnp_PayDate": "20261126010000"}
     signature = hmac.new(SECRET.encode(), urlencode(sorted(params.items())).encode(), hashlib.sha512).hexdigest()
     report = gateway.parse_notification({**params, "vnp_SecureHash": signature.upper()})
@@ -62,7 +62,8 @@ def test_vnpay_ipn_signature_accepts_either_hex_case_and_rejects_tampering():
 
 def test_vnpay_success_needs_both_codes():
     gateway = vnpay_gateway()
-    params = {"vnp_TxnRef": "T1", "vnp_Amount": "100000", "vnp_ResponseCode": "00", "vnp_TransactionStatus": "02"}
+    params = {"vnp_TmnCode": "TMN00001", "vnp_TxnRef": "T1", "vnp_Amount": "100000", "vnp_ResponseCode": "00",
+              "vnp_TransactionStatus": "02"}
     params["vnp_SecureHash"] = hmac.new(SECRET.encode(), urlencode(sorted(params.items())).encode(),
                                         hashlib.sha512).hexdigest()
     report = gateway.parse_notification(params)
@@ -123,18 +124,22 @@ def test_vnpay_encodes_as_an_html_form_does():
 
 
 def test_a_non_ascii_signature_is_a_bad_signature_not_a_crash():
-    params = {"vnp_TxnRef": "T1", "vnp_Amount": "100000", "vnp_ResponseCode": "00", "vnp_TransactionStatus": "00",
+    params = {"vnp_TmnCode": "TMN00001", "vnp_TxnRef": "T1", "vnp_Amount": "100000", "vnp_ResponseCode": "00",
+              "vnp_TransactionStatus": "00",
               "vnp_SecureHash": "chữ ký"}
     with pytest.raises(InvalidSignature):
         vnpay_gateway().parse_notification(params)
     gateway = MomoGateway("PARTNER", "ACCESS", "MOMOSECRET", "https://momo.example")
     with pytest.raises(InvalidSignature):
-        gateway.parse_notification({"partnerCode": "PARTNER", "orderId": "T1", "amount": 1000, "resultCode": 0,
+        gateway.parse_notification({"partnerCode": "PARTNER", "orderId": "T1", "requestId": "T1", "amount": 1000,
+                                    "orderInfo": "x", "orderType": "momo_wallet", "transId": 1, "resultCode": 0,
+                                    "message": "ok", "payType": "qr", "responseTime": 1, "extraData": "",
                                     "signature": "chữ ký"})
 
 
 def test_a_signed_vnpay_amount_that_is_not_whole_vnd_is_an_amount_mismatch():
-    params = {"vnp_TxnRef": "T1", "vnp_Amount": "10000050", "vnp_ResponseCode": "00", "vnp_TransactionStatus": "00"}
+    params = {"vnp_TmnCode": "TMN00001", "vnp_TxnRef": "T1", "vnp_Amount": "10000050", "vnp_ResponseCode": "00",
+              "vnp_TransactionStatus": "00"}
     params["vnp_SecureHash"] = hmac.new(SECRET.encode(), urlencode(sorted(params.items())).encode(),
                                         hashlib.sha512).hexdigest()
     report = vnpay_gateway().parse_notification(params)  # not a MalformedMessage (answered 99, retried forever)

@@ -1,9 +1,8 @@
 """Nameko entrypoints of the notify service: validate, call one use case, dump."""
-import json
+import hmac
 
 from nameko.dependency_providers import Config
 from nameko.exceptions import RemoteError
-from nameko.web.handlers import http
 
 from notify import retention, use_cases
 from notify.dependencies import DeliverySettings, config_timer
@@ -14,6 +13,7 @@ from notify.rendering import TemplateParamsError
 from notify.schemas import DossierStatusChangedSchema, PaymentEventSchema, ReferenceSchema, SendNotificationSchema
 from notify.use_cases import NotificationNotFound, dump_notification
 from portal_shared.auth import CallerIdentity, ServiceRpcProxy
+from portal_shared.config import get_str
 from portal_shared.db import Database
 from portal_shared.errors import Forbidden, Unauthorized, ValidationError, load
 from portal_shared.events import reliable_event_handler
@@ -21,6 +21,8 @@ from portal_shared import health  # module import: `nameko run notify.service` m
 from portal_shared.health import Monitoring, json_response
 from portal_shared.logs import WorkerLogContext
 from portal_shared.rpc import rpc
+from portal_shared.untrusted import Malformed, json_object, query_fields
+from portal_shared.web import callback
 
 EXPECTED = (ValidationError, NotificationNotFound, Unauthorized, Forbidden)
 
@@ -36,7 +38,7 @@ class NotifyService(health.HealthEndpoints):
     delivery = DeliveryPipeline()  # per-channel queue consumers, outside the worker pool (notify.pipeline)
     dossier_rpc = ServiceRpcProxy("dossier")  # calls carry notify's own service token
     caller = CallerIdentity()
-    container_config = Config()
+    config = Config()
 
     @rpc(expected_exceptions=EXPECTED)
     def send_notification(self, channel, recipient, template, params=None, reference=None):
@@ -105,32 +107,60 @@ class NotifyService(health.HealthEndpoints):
     @config_timer(interval=3600, config_key="NOTIFY_BODY_PRUNE_SECONDS")
     def prune_old_bodies(self):
         """Texts of delivered messages older than NOTIFY_BODY_RETENTION_DAYS (default 90) are blanked."""
-        days = float(self.container_config.get("NOTIFY_BODY_RETENTION_DAYS") or 90)
+        days = float(self.config.get("NOTIFY_BODY_RETENTION_DAYS") or 90)
         pruned = retention.prune_bodies(self.db, days)
         if pruned:
             self.log.info("notification_bodies_pruned", rows=pruned, retention_days=days)
 
-    @http("POST", "/callbacks/esms")
-    def esms_receipt(self, request):
-        """eSMS delivery receipt: JSON or form body with RequestId / SMSID and SendStatus."""
-        receipt = _receipt_fields(request)
-        if receipt is None or not (receipt.get("RequestId") or receipt.get("SMSID")) or "SendStatus" not in receipt:
-            return json_response({"error": "malformed receipt"}, 400)
-        status = status_from_esms_receipt(receipt.get("SendStatus"), receipt.get("SendFailed"), receipt.get("SendSuccess"))
-        row = use_cases.apply_esms_receipt(self.db, receipt.get("RequestId"), receipt.get("SMSID"), status)
-        if row is None:
-            return json_response({"error": "unknown message"}, 404)
-        self.log.info("esms_receipt", notification_id=row.id, send_status=receipt.get("SendStatus"), status=row.status)
-        return json_response({"status": row.status})
+    @callback("POST", "/callbacks/esms/<token>")
+    def esms_receipt(self, request, token):
+        """eSMS delivery receipt (CONTRACT section 5): the path carries ESMS_CALLBACK_TOKEN; JSON or form body.
+
+        Known and unknown messages get the same answer, so the endpoint tells
+        nobody which ids exist; only a receipt naming the SMSID eSMS gave us
+        for a message still in flight changes anything.
+        """
+        expected = get_str(self.config, "ESMS_CALLBACK_TOKEN")
+        if not expected or not hmac.compare_digest(expected.encode("utf-8"), token.encode("utf-8", "surrogateescape")):
+            self.log.warning("esms_receipt_refused", reason="wrong or missing path token")
+            return json_response({"error": "not found"}, 404)
+        try:
+            receipt = _receipt_fields(request)
+        except Malformed as exc:
+            self.log.warning("esms_receipt_malformed", reason=str(exc))
+            return json_response({"error": f"malformed receipt: {exc}"}, 400)
+        status = status_from_esms_receipt(receipt["SendStatus"], receipt.get("SendFailed"), receipt.get("SendSuccess"))
+        row = use_cases.apply_esms_receipt(self.db, receipt.get("RequestId"), receipt["SMSID"], status)
+        self.log.info("esms_receipt", notification_id=row.id if row else None, send_status=receipt["SendStatus"],
+                      applied=row is not None, status=row.status if row else None)
+        return json_response({"status": "received"})
+
+
+RECEIPT_FIELDS = {"SMSID": 64, "RequestId": 64, "SendStatus": 4, "SendSuccess": 8, "SendFailed": 8}
 
 
 def _receipt_fields(request):
-    body = request.get_data(cache=True, as_text=True) or ""
-    if request.mimetype == "application/json" or body.lstrip().startswith("{"):
-        try:
-            data = json.loads(body)
-        except ValueError:
-            return None
-        return {str(k): (str(v) if v is not None else None) for k, v in data.items()} if isinstance(data, dict) else None
-    data = request.form.to_dict() or request.args.to_dict()
-    return data or None
+    """The receipt's fields as text; raises ``Malformed`` (a 400)."""
+    if request.query_string:
+        raise Malformed("receipts come in the body, not the query string")
+    if request.mimetype == "application/json":
+        data = json_object(request.get_data(cache=True))
+    elif request.mimetype == "application/x-www-form-urlencoded":
+        data = query_fields(request.get_data(cache=True), "form body")
+    else:
+        raise Malformed("the body must be JSON or a form")
+    receipt = {}
+    for name, longest in RECEIPT_FIELDS.items():
+        value = data.get(name)
+        if value is None or isinstance(value, bool) or value == "":
+            continue
+        text = str(value) if isinstance(value, (int, str)) else None
+        if text is None or len(text) > longest:
+            raise Malformed(f"{name} is not a short text or integer")
+        receipt[name] = text
+    for name in ("SMSID", "SendStatus"):
+        if name not in receipt:
+            raise Malformed(f"{name} is missing")
+    if not receipt["SendStatus"].isdigit():
+        raise Malformed("SendStatus is not a number")
+    return receipt

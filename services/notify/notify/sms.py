@@ -22,6 +22,7 @@ Each client keeps one HTTP session (keep-alive connections) for its calls.
 """
 import threading
 import time
+from urllib.parse import quote
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -206,6 +207,9 @@ def clients_from_config(config):
     timeout = get_float(config, "SMS_HTTP_TIMEOUT_SECONDS", 10.0)
     callback_base = get_str(config, "NOTIFY_CALLBACK_BASE_URL", "")
     concurrency = get_int(config, "SMS_PROVIDER_CONCURRENCY", 16)
+    callback_token = get_str(config, "ESMS_CALLBACK_TOKEN", "")
+    if callback_base and not callback_token:
+        log.warning("esms_receipts_disabled", reason="ESMS_CALLBACK_TOKEN not set; no CallbackUrl is sent")
     clients = []
     for name in (item.lower() for item in get_list(config, "SMS_PROVIDERS", ["esms", "speedsms"])):
         limits = {"concurrency": concurrency, "rate_per_second": get_float(config, f"{name.upper()}_RATE_PER_SECOND", 0.0)}
@@ -217,7 +221,8 @@ def clients_from_config(config):
             clients.append(EsmsClient(
                 get_str(config, "ESMS_BASE_URL", "https://rest.esms.vn"), get_str(config, "ESMS_API_KEY"),
                 get_str(config, "ESMS_SECRET_KEY"), get_str(config, "ESMS_BRANDNAME"),
-                callback_url=(callback_base.rstrip("/") + "/callbacks/esms") if callback_base else "",
+                callback_url=(f"{callback_base.rstrip('/')}/callbacks/esms/{quote(callback_token, safe='')}"
+                              if callback_base and callback_token else ""),
                 timeout=timeout, **limits,
             ))
         elif name == "speedsms":

@@ -401,33 +401,36 @@ def list_notifications(uow, reference, limit=MAX_LISTED):
     return rows
 
 
+RECEIPT_APPLIES_TO = (Status.SENDING, Status.SENT)
+
+
 def apply_esms_receipt(uow, request_id, sms_id, status, now=None):
-    """Move the notification named by RequestId (our id) or SMSID to ``status``; None if unknown."""
+    """Apply an eSMS receipt; returns the notification it moved, or None when it changes nothing.
+
+    Only a message sent through eSMS whose SMSID is the receipt's (and whose id
+    is its RequestId, when given), still in flight (sending or sent), moves:
+    never one failed temporarily (it waits for its retry), nor a final one.
+    """
+    if not sms_id or status is None:
+        return None
     now = now or utcnow()
     with uow.transaction() as session:
-        conditions = []
+        conditions = [NotificationRow.channel == "sms", NotificationRow.provider == "esms",
+                      NotificationRow.provider_reference == str(sms_id),
+                      NotificationRow.status.in_(RECEIPT_APPLIES_TO)]
         if request_id:
             conditions.append(NotificationRow.id == str(request_id))
-        if sms_id:
-            conditions.append(sa.and_(NotificationRow.provider == "esms", NotificationRow.provider_reference == str(sms_id)))
-        if not conditions:
-            return None
         row = session.execute(
-            sa.select(NotificationRow).where(NotificationRow.channel == "sms", sa.or_(*conditions)).with_for_update()
+            sa.select(NotificationRow).where(*conditions).with_for_update()
             .execution_options(populate_existing=True)
         ).scalars().first()
         if row is None:
             return None
-        if status is not None and row.status in (Status.SENDING, Status.SENT, Status.TEMPORARY_FAILURE,
-                                                 Status.TECHNICAL_FAILURE):
-            row.status, row.updated_at = status, now
-            row.provider = row.provider or "esms"
-            row.sent_at = row.sent_at or now
-            row.lease_until = row.next_attempt_at = None
-            if sms_id and not row.provider_reference:
-                row.provider_reference = str(sms_id)
-            if status == Status.DELIVERED:
-                row.delivered_at = now
+        row.status, row.updated_at = status, now
+        row.sent_at = row.sent_at or now
+        row.lease_until = row.next_attempt_at = None
+        if status == Status.DELIVERED:
+            row.delivered_at = now
         return row
 
 

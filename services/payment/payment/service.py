@@ -1,8 +1,5 @@
 """Nameko entrypoints of the payment service: validate, call one use case, dump."""
-import json
-
 from nameko.timer import Timer
-from nameko.web.handlers import http
 from werkzeug.wrappers import Response
 
 from payment import permissions, use_cases
@@ -11,6 +8,7 @@ from payment.gateways import GatewayUnavailable
 from payment.gateways.provider import Gateways
 from payment.reconciliation import reconcile_text
 from payment.reconciliation.confirm import gateway_confirmer
+from payment.refunds import BackgroundRefunds
 from payment.schemas import (
     DossierCodeSchema,
     DossierStatusChangedSchema,
@@ -28,6 +26,8 @@ from portal_shared import health  # module import: `nameko run payment.service` 
 from portal_shared.health import Monitoring, json_response
 from portal_shared.logs import WorkerLogContext
 from portal_shared.rpc import rpc
+from portal_shared.untrusted import Malformed, json_object, query_fields
+from portal_shared.web import callback
 
 EXPECTED = (ValidationError, NoPaymentDue, AlreadyPaid, GatewayUnavailable, PaymentNotFound, Unauthorized,
             Forbidden)
@@ -55,6 +55,7 @@ class PaymentService(health.HealthEndpoints):
     settings = Gateways()
     caller = CallerIdentity()
     dossier_rpc = ServiceRpcProxy("dossier")
+    refunds = BackgroundRefunds()
 
     @rpc(expected_exceptions=EXPECTED)
     def start_payment(self, dossier_code, gateway, return_url, client_ip, bank_code=None, locale="vn"):
@@ -97,37 +98,45 @@ class PaymentService(health.HealthEndpoints):
         to_refund = use_cases.record_dossier_status(self.db, INBOX_CONSUMER, event, self.log.call_id_stack)
         self._refund(to_refund)
 
-    @http("GET", "/callbacks/vnpay/ipn")
+    @callback("GET", "/callbacks/vnpay/ipn")
     def vnpay_ipn(self, request):
+        """VNPay IPN: HTTP 200 with ``{"RspCode", "Message"}``; 400 only for a request no VNPay would send."""
         try:
-            verdict, refund_txn_ref = use_cases.vnpay_ipn(
-                self.db, self.settings, request.args.to_dict(), self.log.call_id_stack)
+            params = query_fields(request.query_string)
+        except Malformed as exc:
+            self.log.warning("vnpay_ipn_malformed", reason=str(exc))
+            return json_response({"RspCode": "99", "Message": "Invalid request"}, status=400)
+        try:
+            verdict, refund_txn_ref = use_cases.vnpay_ipn(self.db, self.settings, params, self.log.call_id_stack)
         except Exception:
             # VNPay retries on 99; never a 500 for what it sends
-            self.log.exception("vnpay_ipn_failed", txn_ref=request.args.get("vnp_TxnRef"))
+            self.log.exception("vnpay_ipn_failed", txn_ref=params.get("vnp_TxnRef"))
             return json_response({"RspCode": "99", "Message": "Unknown error"})
-        self.log.info("vnpay_ipn", txn_ref=request.args.get("vnp_TxnRef"), rsp_code=verdict.code,
-                      vnp_response_code=request.args.get("vnp_ResponseCode"))
-        self._refund([refund_txn_ref] if refund_txn_ref else [])
+        self.log.info("vnpay_ipn", txn_ref=params.get("vnp_TxnRef"), rsp_code=verdict.code,
+                      vnp_response_code=params.get("vnp_ResponseCode"))
+        if refund_txn_ref:
+            self.refunds(refund_txn_ref)  # in the background: VNPay never waits for a gateway call
         return json_response({"RspCode": verdict.code, "Message": verdict.message})
 
-    @http("POST", "/callbacks/momo/ipn")
+    @callback("POST", "/callbacks/momo/ipn")
     def momo_ipn(self, request):
+        """MoMo IPN: 204 when accepted (also a duplicate), 400 for a bad signature or a malformed body."""
         try:
-            body = json.loads(request.get_data(as_text=True) or "null")
-        except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON; a 400, never a 500
-            body = None
+            body = json_object(request.get_data(cache=False))
+        except Malformed as exc:
+            self.log.warning("momo_ipn_rejected", order_id=None, reason=str(exc))
+            return json_response({"message": "rejected: malformed body"}, status=400)
         try:
             refund_txn_ref = use_cases.momo_ipn(self.db, self.settings, body, self.log.call_id_stack)
         except use_cases.RejectedNotification as exc:
-            self.log.warning("momo_ipn_rejected", order_id=body.get("orderId") if isinstance(body, dict) else None,
-                             reason=str(exc))
+            self.log.warning("momo_ipn_rejected", order_id=str(body.get("orderId"))[:64], reason=str(exc))
             return json_response({"message": "rejected"}, status=400)
         except Exception:
             self.log.exception("momo_ipn_failed")
             return json_response({"message": "temporary error"}, status=503)
         self.log.info("momo_ipn", order_id=body.get("orderId"), result_code=body.get("resultCode"))
-        self._refund([refund_txn_ref] if refund_txn_ref else [])
+        if refund_txn_ref:
+            self.refunds(refund_txn_ref)  # in the background: MoMo never waits for a gateway call
         return Response(status=204)
 
     @ConfiguredTimer.decorator("PAYMENT_PENDING_CHECK_SECONDS", 300)

@@ -4,8 +4,13 @@ Every status change happens inside one transaction that holds the payment's
 row lock (``SELECT ... FOR UPDATE``), appends to ``payment_history`` and
 records its event in the outbox, so concurrent IPNs, queries and processes
 give exactly one transition and one event. Lock order, where both are taken:
-payment rows first (by id), then the dossier's charge row. Gateway calls that
-change nothing locally (checkout) run outside any transaction.
+payment rows first (by id), then the dossier's charge row.
+
+No lock is ever held across the network: gateway calls (checkout, query,
+refund) run outside any transaction, and their answer is applied afterwards
+only if the payment is still in the state that was sent to the gateway (a
+conditional update under a short row lock). So an IPN never waits for a
+gateway call, however long the gateway takes.
 """
 from datetime import timedelta
 
@@ -30,6 +35,7 @@ from payment.domain.model import (
 )
 from payment.gateways import (
     CheckoutRequest,
+    ForeignMerchant,
     GatewayUnavailable,
     InvalidSignature,
     MalformedMessage,
@@ -281,6 +287,8 @@ def vnpay_ipn(uow, settings, params, call_id_stack=None, now=None):
         report = settings.gateway("vnpay").parse_notification(params)
     except InvalidSignature:
         return vnpay_verdict("97"), None
+    except ForeignMerchant:
+        return vnpay_verdict("01"), None  # signed, but not an order of this merchant: nothing to confirm here
     except MalformedMessage:
         return vnpay_verdict("99"), None
     with uow.transaction() as session:
@@ -319,8 +327,9 @@ def momo_ipn(uow, settings, body, call_id_stack=None, now=None):
 def settle_pending(uow, settings, call_id_stack=None, now=None, batch=200):
     """Query each pending payment at its gateway; expire the stale ones. Returns txn_refs to refund.
 
-    Each payment is taken with ``FOR UPDATE SKIP LOCKED``, so several processes
-    share the work and an IPN arriving meanwhile waits, then finds it settled.
+    The query runs outside any transaction; its answer is applied under a
+    short row lock only if the payment is still pending (an IPN that came
+    meanwhile wins, and never waited for the query).
     """
     with uow.read() as session:
         ids = session.execute(
@@ -340,23 +349,30 @@ def settle_pending(uow, settings, call_id_stack=None, now=None, batch=200):
 
 
 def _settle_one(uow, settings, payment_id, call_id_stack, now):
+    with uow.read() as session:
+        seen = session.execute(sa.select(payments).where(payments.c.id == payment_id)).mappings().first()
+    if seen is None or seen["status"] != Status.pending.value:
+        return None
+    gateway = settings.gateway(seen["gateway"])
+    report, error = None, None
+    if gateway.configured:
+        try:  # no transaction is open here: the gateway may take its 30 s
+            report = gateway.query(QueryRequest(seen["txn_ref"], seen["amount"], seen["created_at"],
+                                                order_info(seen["dossier_code"])))
+        except GatewayUnavailable as exc:
+            error = str(exc)
+            log.warning("payment_query_failed", txn_ref=seen["txn_ref"], gateway=seen["gateway"], error=error)
+    else:
+        error = f"{seen['gateway']} not configured"
+    moment = now or utcnow()
     with uow.transaction() as session:
+        # conditional: only a payment still pending, as it was when queried, takes the answer; a row locked
+        # by an IPN right now is left to it (the next tick looks again), so the timer never waits either
         row = _lock_payment(session, payments.c.id == payment_id, payments.c.status == Status.pending.value,
                             skip_locked=True)
         if row is None:
+            log.info("payment_query_answer_dropped", txn_ref=seen["txn_ref"], reason="settled or busy meanwhile")
             return None
-        moment = now or utcnow()
-        gateway = settings.gateway(row["gateway"])
-        report, error = None, None
-        if gateway.configured:
-            try:
-                report = gateway.query(QueryRequest(row["txn_ref"], row["amount"], row["created_at"],
-                                                    order_info(row["dossier_code"])))
-            except GatewayUnavailable as exc:
-                error = str(exc)
-                log.warning("payment_query_failed", txn_ref=row["txn_ref"], gateway=row["gateway"], error=error)
-        else:
-            error = f"{row['gateway']} not configured"
         if report is not None and report.outcome is not Outcome.pending:
             if report.amount is not None and report.amount != row["amount"]:
                 log.error("payment_query_amount_mismatch", txn_ref=row["txn_ref"], local=row["amount"],
@@ -379,30 +395,54 @@ def refunds_due(uow, batch=200):
     return txn_refs
 
 
+REFUND_LEASE = timedelta(minutes=2)  # an attempt still unanswered after this (a crashed process) may be retried
+
+
 def refund_payment(uow, settings, txn_ref, call_id_stack=None, now=None):
     """Ask the gateway to refund a refund_pending payment; True once it is refunded.
 
-    A refusal leaves the payment refund_pending with ``refund_error`` set; the
-    timer tries again. The row lock is held across the gateway call so two
-    processes never send the same refund.
+    Attempt ``n`` is first claimed with a conditional update (``refund_attempts``
+    from ``n - 1`` to ``n``; ``refund_error`` cleared while it is in flight), so
+    two processes never send the same refund, and no lock is held while the
+    gateway answers. The answer is applied only to that attempt of a payment
+    still refund_pending. A refusal leaves the payment refund_pending with
+    ``refund_error`` set; the timer tries again.
     """
+    moment = now or utcnow()
+    with uow.read() as session:
+        seen = session.execute(sa.select(payments).where(payments.c.txn_ref == txn_ref)).mappings().first()
+    if seen is None or seen["status"] != Status.refund_pending.value:
+        return False
+    previous = seen["refund_attempts"] or 0
+    attempt = previous + 1
     with uow.transaction() as session:
-        row = _lock_payment(session, payments.c.txn_ref == txn_ref,
-                            payments.c.status == Status.refund_pending.value, skip_locked=True)
+        claimed = session.execute(
+            payments.update().where(
+                payments.c.id == seen["id"], payments.c.status == Status.refund_pending.value,
+                sa.func.coalesce(payments.c.refund_attempts, 0) == previous,
+                sa.or_(payments.c.refund_attempts.is_(None), payments.c.refund_attempts == 0,
+                       payments.c.refund_error.is_not(None), payments.c.updated_at <= moment - REFUND_LEASE),
+            ).values(refund_attempts=attempt, refund_error=None, updated_at=moment)
+        ).rowcount == 1
+    if not claimed:
+        return False
+    try:  # no transaction is open here
+        result = settings.gateway(seen["gateway"]).refund(RefundRequest(
+            txn_ref=seen["txn_ref"], amount=seen["amount"], gateway_txn_no=seen["gateway_txn_no"],
+            created_at=seen["created_at"], reason=seen["refund_reason"] or "refund", attempt=attempt,
+        ))
+    except GatewayUnavailable as exc:
+        result = RefundResult(False, reason=str(exc))
+    moment = now or utcnow()
+    with uow.transaction() as session:
+        row = _lock_payment(session, payments.c.id == seen["id"], payments.c.status == Status.refund_pending.value,
+                            payments.c.refund_attempts == attempt)
         if row is None:
+            log.warning("refund_answer_dropped", txn_ref=txn_ref, attempt=attempt, accepted=result.accepted)
             return False
-        moment = now or utcnow()
-        attempt = (row["refund_attempts"] or 0) + 1
-        try:
-            result = settings.gateway(row["gateway"]).refund(RefundRequest(
-                txn_ref=row["txn_ref"], amount=row["amount"], gateway_txn_no=row["gateway_txn_no"],
-                created_at=row["created_at"], reason=row["refund_reason"] or "refund", attempt=attempt,
-            ))
-        except GatewayUnavailable as exc:
-            result = RefundResult(False, reason=str(exc))
         if not result.accepted:
             session.execute(payments.update().where(payments.c.id == row["id"]).values(
-                refund_attempts=attempt, refund_error=result.reason, updated_at=moment))
+                refund_error=result.reason or "refused", updated_at=moment))
             log.warning("refund_refused", txn_ref=txn_ref, gateway=row["gateway"], attempt=attempt,
                         reason=result.reason)
             return False

@@ -1,5 +1,5 @@
 """Nameko entrypoints of portal_sync: record what changed, answer statistics, expose metrics."""
-from nameko.web.handlers import http
+from nameko.timer import timer
 from prometheus_client import Gauge
 
 from portal_shared.auth import CallerIdentity
@@ -57,13 +57,14 @@ class PortalSyncService(HealthEndpoints):
         self.caller.require("operator")  # database-wide figures: operators only
         return use_cases.sync_stats(self.db)
 
-    @http("GET", "/metrics")
-    def metrics(self, request):
+    @timer(interval=15, eager=True)
+    def refresh_sync_gauges(self):
+        """Sets the sync gauges that ``/metrics`` shows; ``/metrics`` itself is answered by the web server
+        without a worker or a query (``portal_shared.health``), so it keeps answering under any load."""
         try:
             stats = use_cases.sync_stats(self.db)
-            for state in ("synced", "pending", "parked"):
-                SYNC_DOSSIERS.labels(state).set(stats[state])
-            OLDEST_PENDING.set(stats["oldest_pending_seconds"])
-        except Exception:  # the database being away shows on /readyz; metrics still answer
-            pass
-        return HealthEndpoints.metrics(self, request)
+        except Exception:  # the database being away shows on /readyz; the gauges keep their last values
+            return
+        for state in ("synced", "pending", "parked"):
+            SYNC_DOSSIERS.labels(state).set(stats[state])
+        OLDEST_PENDING.set(stats["oldest_pending_seconds"])

@@ -67,6 +67,8 @@ def sandbox_environment(environ=None):
         "PAYMENT_HTTP_ADDRESS": "127.0.0.1:8000",
         "NOTIFY_HTTP_ADDRESS": "127.0.0.1:8001",
         "PORTAL_SYNC_HTTP_ADDRESS": "127.0.0.1:8003",
+        # a fixed, public token: fine for the sandbox on a developer machine, never for production
+        "ESMS_CALLBACK_TOKEN": "dev-sandbox-esms-receipts",
     }
     for name, value in defaults.items():
         if not env.get(name):

@@ -2,6 +2,7 @@
 from payment.gateways.base import (  # noqa: F401
     CheckoutRequest,
     CheckoutResult,
+    ForeignMerchant,
     Gateway,
     GatewayUnavailable,
     InvalidSignature,

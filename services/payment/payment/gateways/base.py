@@ -24,6 +24,10 @@ class MalformedMessage(Exception):
     """A callback whose fields cannot be understood."""
 
 
+class ForeignMerchant(MalformedMessage):
+    """A correctly signed callback about another merchant (VNPay ``vnp_TmnCode``, MoMo ``partnerCode``)."""
+
+
 def same_digest(expected, given):
     """Constant-time comparison of hex digests; non-ASCII junk in ``given`` is a mismatch, not a TypeError."""
     return hmac.compare_digest(expected.encode("utf-8"), given.encode("utf-8", "surrogateescape"))

@@ -1,12 +1,14 @@
 """MoMo e-wallet gateway, API v2 (see shared/PROTOCOLS.md)."""
 import hashlib
 import hmac
+import re
 import uuid
 from datetime import datetime, timezone
 
 from payment.domain.model import Outcome
 from payment.gateways.base import (
     CheckoutResult,
+    ForeignMerchant,
     Gateway,
     GatewayUnavailable,
     InvalidSignature,
@@ -28,6 +30,8 @@ IPN_FIELDS = ("accessKey", "amount", "extraData", "message", "orderId", "orderIn
 QUERY_FIELDS = ("accessKey", "orderId", "partnerCode", "requestId")
 REFUND_FIELDS = ("accessKey", "amount", "description", "orderId", "partnerCode", "requestId", "transId")
 
+INTEGER_FIELDS = {"amount", "resultCode", "transId", "responseTime"}
+HEX64 = re.compile(r"[0-9a-f]{64}")
 PENDING_CODES = {9000, 1000, 7000, 7002, 8000}
 NOT_FOUND_CODES = {42}  # the order is unknown to MoMo (yet)
 MIN_AMOUNT, MAX_AMOUNT = 1_000, 50_000_000
@@ -94,24 +98,30 @@ class MomoGateway(Gateway):
     def parse_notification(self, params):
         if not isinstance(params, dict):
             raise MalformedMessage("the IPN body is not a JSON object")
+        missing = [name for name in IPN_FIELDS[1:] + ("signature",) if name not in params]
+        if missing:
+            raise MalformedMessage(f"missing IPN field(s): {', '.join(missing)}")
+        for name in IPN_FIELDS[1:] + ("signature",):
+            value = params[name]
+            if name in INTEGER_FIELDS:
+                if not _exact_integer(value):
+                    raise MalformedMessage(f"{name} is not a whole number")
+            elif not isinstance(value, str):
+                raise MalformedMessage(f"{name} is not text")
         if not self.configured:
             raise InvalidSignature("momo is not configured: cannot verify")
-        given = str(params.get("signature") or "").lower()
-        if not given or not same_digest(self.sign(params, IPN_FIELDS), given):
+        given = params["signature"].lower()
+        if not HEX64.fullmatch(given) or not same_digest(self.sign(params, IPN_FIELDS), given):
             raise InvalidSignature("signature does not verify")
-        try:
-            txn_ref = str(params["orderId"])
-            amount = int(params["amount"])
-            result_code = int(params["resultCode"])
-            response_time = params.get("responseTime")
-        except (KeyError, TypeError, ValueError) as exc:
-            raise MalformedMessage(f"bad IPN field: {exc}") from None
-        if params.get("partnerCode") != self.partner_code:
-            raise MalformedMessage("partnerCode is not ours")
+        if params["partnerCode"] != self.partner_code:
+            raise ForeignMerchant("partnerCode is not ours")
+        txn_ref = params["orderId"]
+        amount = int(params["amount"])
+        result_code = int(params["resultCode"])
         outcome = outcome_of(result_code)
         paid_at = None
         if outcome is Outcome.succeeded:
-            paid_at = _from_millis(response_time) or utcnow()
+            paid_at = _from_millis(params["responseTime"]) or utcnow()
         return PaymentReport(
             txn_ref=txn_ref,
             outcome=outcome,
@@ -176,6 +186,11 @@ class MomoGateway(Gateway):
         if answer.get("resultCode") == 0:
             return RefundResult(True, raw=answer)
         return RefundResult(False, reason=f"resultCode={answer.get('resultCode')}: {answer.get('message')}", raw=answer)
+
+
+def _exact_integer(value):
+    """MoMo sends these as JSON integers: a fraction, a digit string or a bool is malformed."""
+    return isinstance(value, int) and not isinstance(value, bool) and -(10 ** 18) < value < 10 ** 18
 
 
 def _from_millis(value):

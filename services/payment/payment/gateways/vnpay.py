@@ -1,6 +1,7 @@
 """VNPay payment gateway, API version 2.1.0 (see shared/PROTOCOLS.md)."""
 import hashlib
 import hmac
+import re
 import secrets
 from datetime import datetime
 from decimal import Decimal
@@ -9,6 +10,7 @@ from urllib.parse import quote_plus
 from payment.domain.model import Outcome
 from payment.gateways.base import (
     CheckoutResult,
+    ForeignMerchant,
     Gateway,
     GatewayUnavailable,
     InvalidSignature,
@@ -47,6 +49,8 @@ RESPONSE_CODES = {
     "99": "other error",
 }
 PENDING_TRANSACTION_STATUSES = {"01"}
+REQUIRED_IPN_FIELDS = ("vnp_TmnCode", "vnp_TxnRef", "vnp_Amount", "vnp_ResponseCode")
+DIGITS = re.compile(r"[0-9]{1,18}")
 
 
 def vn_timestamp(moment):
@@ -147,13 +151,20 @@ class VnpayGateway(Gateway):
     def parse_notification(self, params):
         if not self.configured or not verify_params(params, self._secret):
             raise InvalidSignature("vnp_SecureHash does not verify")
-        try:
-            txn_ref = params["vnp_TxnRef"]
-            raw_amount = int(params["vnp_Amount"])
-            response_code = params["vnp_ResponseCode"]
-            transaction_status = params.get("vnp_TransactionStatus")
-        except (KeyError, ValueError, TypeError) as exc:
-            raise MalformedMessage(f"bad IPN field: {exc}") from None
+        missing = [name for name in REQUIRED_IPN_FIELDS if not params.get(name)]
+        if missing:
+            raise MalformedMessage(f"missing IPN field(s): {', '.join(missing)}")
+        if params["vnp_TmnCode"] != self.tmn_code:
+            raise ForeignMerchant("vnp_TmnCode is not ours")
+        txn_ref = params["vnp_TxnRef"]
+        if not DIGITS.fullmatch(params["vnp_Amount"]):
+            raise MalformedMessage("vnp_Amount is not a whole number")
+        raw_amount = int(params["vnp_Amount"])
+        response_code = params["vnp_ResponseCode"]
+        transaction_status = params.get("vnp_TransactionStatus") or None
+        if response_code == "00" and transaction_status is None:
+            # a success is only a success with its transaction status; without it, it is no statement at all
+            raise MalformedMessage("vnp_ResponseCode=00 without vnp_TransactionStatus")
         paid_at = None
         if params.get("vnp_PayDate"):
             try:

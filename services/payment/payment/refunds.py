@@ -1,0 +1,55 @@
+"""Refunds asked for by a callback, sent in the background so the callback never waits for a gateway.
+
+An IPN that confirms a second payment for a dossier (or a payment for a
+closed dossier) leaves that payment refund_pending. Calling the gateway's
+refund API right there would keep VNPay or MoMo waiting for our answer as
+long as the refund takes (up to the gateway timeout, past MoMo's 15 s), so the
+callback hands the txn_ref to this provider and answers at once. A small
+background thread of the container sends the refunds; whatever it cannot do
+(a crash, a refusal) is retried by the pending-payments timer.
+"""
+from eventlet.queue import LightQueue
+from nameko.extensions import DependencyProvider
+
+from payment import use_cases
+from payment.gateways.provider import Gateways
+from portal_shared.db import Database, UnitOfWork
+from portal_shared.logs import get_logger
+
+log = get_logger(__name__)
+
+
+class BackgroundRefunds(DependencyProvider):
+    def setup(self):
+        self.queue = LightQueue()
+        self._thread = None
+
+    def start(self):
+        self._thread = self.container.spawn_managed_thread(self._run, identifier="background_refunds")
+
+    def stop(self):
+        if self._thread is not None:
+            self._thread.kill()
+            self._thread = None
+
+    def kill(self):
+        self.stop()
+
+    def _provider(self, kind):
+        return next(extension for extension in self.container.dependencies if isinstance(extension, kind))
+
+    def _run(self):
+        database, gateways = self._provider(Database), self._provider(Gateways)
+        while True:
+            txn_ref = self.queue.get()
+            unit_of_work = UnitOfWork(database.sessionmaker, database.relay)
+            try:
+                refunded = use_cases.refund_payment(unit_of_work, gateways.settings, txn_ref)
+                log.info("refund_attempted", txn_ref=txn_ref, refunded=refunded)
+            except Exception:
+                log.exception("refund_failed", txn_ref=txn_ref)
+            finally:
+                unit_of_work.close()
+
+    def get_dependency(self, worker_ctx):
+        return self.queue.put
