@@ -13,6 +13,7 @@ root ``conftest.py`` sets it to ``TEST_JWT_SECRET`` for the whole session (also
 inherited by the e2e processes), so service configs need nothing extra.
 """
 import os
+import random
 import socket
 import time
 
@@ -95,8 +96,25 @@ def http_port(container):
     return server._sock.getsockname()[1]
 
 
+# Ports handed out by ``free_port``: below Linux's ephemeral range (32768-60999), so an outgoing
+# connection's local port can never take one between ``free_port`` and the server's bind, and
+# never the same one twice in a run.
+_PORT_RANGE = (20000, 32000)
+_handed_out = set()
+_ports = random.SystemRandom()  # not the global generator, which Hypothesis seeds
+
+
 def free_port():
     """A TCP port free on 127.0.0.1 right now (for a server that needs a concrete port)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    for _ in range(1000):
+        port = _ports.randint(*_PORT_RANGE)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free port found in %d-%d" % _PORT_RANGE)

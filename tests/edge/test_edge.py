@@ -322,6 +322,9 @@ def test_forged_receipts_change_nothing_and_the_message_still_reaches_the_citize
     faults(stack, "esms")
     phone_speedsms = f"091{uuid.uuid4().int % 10**7:07d}"
     other = rpc.notify.send_notification("sms", phone_speedsms, "processed", params, "EDGE-RCPT-1")
+    # send_notification records and queues; the delivery pipeline sends (notify.pipeline)
+    other = wait_until(lambda: (found := notification(rpc, "EDGE-RCPT-1"))["status"] not in ("created", "sending") and found,
+                       timeout=30, message="the first message sent")
     assert (other["provider"], other["status"]) == ("speedsms", "sent")
     tran_id = sandbox_sms(stack, phone_speedsms)[0]["meta"]["tran_id"]
     answer = requests.post(f"{receipts}/{ESMS_TOKEN}", json={"RequestId": other["id"], "SMSID": str(tran_id),
@@ -333,7 +336,8 @@ def test_forged_receipts_change_nothing_and_the_message_still_reaches_the_citize
     faults(stack, "esms", "speedsms")
     phone = f"091{uuid.uuid4().int % 10**7:07d}"
     waiting = rpc.notify.send_notification("sms", phone, "processed", params, "EDGE-RCPT-2")
-    assert waiting["status"] == "temporary_failure"
+    wait_until(lambda: notification(rpc, "EDGE-RCPT-2")["status"] == "temporary_failure", timeout=30,
+               message="the second message waiting for its retry")
     forged = {"RequestId": waiting["id"], "SMSID": uuid.uuid4().hex, "SendStatus": 5, "SendSuccess": 1}
     assert requests.post(receipts, json=forged, timeout=5).status_code == 404  # no token: nginx has no such door
     assert requests.post(f"{receipts}/not-the-token", json=forged, timeout=5).status_code == 404
