@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PACKAGES := shared services/dossier services/payment services/notify services/sandbox
 STAMP := $(VENV)/.installed
 
-.PHONY: install run demo test test-fast migrate clean images engine
+.PHONY: install run demo test test-fast migrate clean images engine docs
 
 $(STAMP): requirements.txt $(foreach p,$(PACKAGES),$(wildcard $(p)/pyproject.toml))
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: install
 ## migrate: apply every service's migrations (they also run at start-up)
 migrate: install
 	for s in dossier payment notify; do $(BIN)/portal-migrate $$s || exit 1; done
+
+## docs: regenerate docs/asyncapi.yaml and docs/openapi.yaml from the services' schemas
+docs: install
+	$(BIN)/python scripts/specs.py
 
 ## images: one image per Procfile process from the one Dockerfile (a Docker engine: `make engine`)
 # service:port; a new service is one more word here.
