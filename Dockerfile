@@ -21,13 +21,17 @@ RUN awk '/^#/ { skip = ($0 ~ /^# *(tests|infra validation)/) } !skip' requiremen
 # Third-party wheels first, in a layer of their own that every service's image
 # shares (SERVICE is declared after it): it changes only with requirements.txt.
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip wheel --wheel-dir /wheels -r requirements.txt
+    pip wheel --wheel-dir /wheels/third-party -r requirements.txt
 ARG SERVICE
 RUN test -n "$SERVICE" || { echo "build with --build-arg SERVICE=<a directory of services/>" >&2; exit 64; }
 COPY shared/ shared/
 COPY services/ services/
 # The project's packages (a service may depend on another: the sandbox on payment and notify).
-RUN pip wheel --no-deps --wheel-dir /wheels ./shared services/*/ \
+# package-name: the service's pip name, read from its pyproject.toml.
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip wheel --no-deps --wheel-dir /wheels/project ./shared services/*/ \
+    && sed -n 's/^name *= *"\(.*\)"/\1/p' services/${SERVICE}/pyproject.toml | head -n1 > package-name \
+    && test -s package-name \
     && mkdir -p /app/services/${SERVICE} \
     && if [ -f services/${SERVICE}/config.yml ]; then cp services/${SERVICE}/config.yml /app/services/${SERVICE}/; fi
 
@@ -35,8 +39,7 @@ RUN pip wheel --no-deps --wheel-dir /wheels ./shared services/*/ \
 FROM ${PYTHON_IMAGE}
 ARG SERVICE
 ARG PORT
-# The pip name of the service's package when it is not portal-<SERVICE>.
-ARG PACKAGE
+LABEL portal.service=${SERVICE}
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -46,9 +49,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN groupadd --system --gid 10001 portal \
     && useradd --system --uid 10001 --gid portal --home-dir /app --shell /usr/sbin/nologin portal
 WORKDIR /app
-RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+# Third-party packages first: this layer does not change when only the code does.
+RUN --mount=type=bind,from=build,source=/wheels/third-party,target=/wheels/third-party \
     --mount=type=bind,from=build,source=/src/runtime-requirements.txt,target=/tmp/runtime-requirements.txt \
-    pip install --no-index --find-links /wheels -r /tmp/runtime-requirements.txt portal-shared "${PACKAGE:-portal-$SERVICE}"
+    pip install --no-index --find-links /wheels/third-party -r /tmp/runtime-requirements.txt
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    --mount=type=bind,from=build,source=/src/package-name,target=/tmp/package-name \
+    pip install --no-index --find-links /wheels/third-party --find-links /wheels/project \
+        portal-shared "$(cat /tmp/package-name)"
 COPY --from=build /app/ /app/
 COPY Procfile ./
 # var/ holds the embedded SQLite default; PostgreSQL is used whenever <SERVICE>_DATABASE_URL is set.

@@ -52,6 +52,8 @@ images:
 	    --build-arg SERVICE=$$service --build-arg PORT=$$port --build-arg PYTHON_IMAGE=$(PYTHON_IMAGE) \
 	    -t $(PORTAL_IMAGE_PREFIX)/$$service:$(PORTAL_IMAGE_TAG) . >/dev/null || exit 1; \
 	done
+	@# the previous builds' images, now untagged
+	@$(DOCKER) image prune -f --filter label=portal.service >/dev/null
 
 ## engine: a Docker engine, Compose v2 and the base images (stand-ins from Debian's packages when no registry answers)
 engine:

@@ -59,7 +59,8 @@ def test_the_image_is_a_multi_stage_build_of_wheels(dockerfile):
     assert "requirements.txt" in runs
     final_runs = " ".join(arguments for keyword, arguments in final_stage(dockerfile) if keyword == "RUN")
     assert "--no-index" in final_runs, "the final stage installs only the wheels built in the first"
-    assert '"${PACKAGE:-portal-$SERVICE}"' in final_runs and "portal-shared" in final_runs
+    assert '"$(cat /tmp/package-name)"' in final_runs and "portal-shared" in final_runs
+    assert "services/${SERVICE}/pyproject.toml" in runs, "the package to install is the service's own"
 
 
 def test_the_service_runs_as_a_non_root_user(dockerfile):
