@@ -16,12 +16,13 @@ import shutil
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
 from tests.helpers import free_port
 
-REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[2]
 DOCKER = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else (shutil.which("docker") or "docker")
 SERVICES = {"dossier": 8002, "payment": 8000, "notify": 8001}
 REPLICAS = 2
@@ -110,6 +111,17 @@ class Stack:
         """Run a script in a throw-away sandbox container on the stack's network (it has nameko, requests)."""
         return self.compose("run", "--rm", "-T", "--no-deps", "sandbox", "python", "-", *args,
                             input=script, timeout=timeout)
+
+    def python_streaming(self, script, *args):
+        """Like ``python`` but returns the running process, to read its output line by line."""
+        command = [DOCKER, "compose", "-p", self.project, "--env-file", "infra/compose.env.example",
+                   "--env-file", "infra/compose.sandbox.env", "--profile", "sandbox",
+                   "run", "--rm", "-T", "--no-deps", "sandbox", "python", "-", *args]
+        process = subprocess.Popen(command, cwd=REPO, env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        process.stdin.write(script)
+        process.stdin.close()
+        return process
 
     def logs(self):
         return self.compose("logs", "--no-color", "--tail", "60", check=False).stdout

@@ -31,9 +31,10 @@ def one(number):
         dossier = rpc.dossier.act_on_dossier(dossier["code"], "accept", "can-bo-%d" % number)
         return dossier["code"], dossier["status"]
 
-print("loading", flush=True)
 pool = eventlet.GreenPool(8)
-print(json.dumps(list(pool.imap(one, range(count)))), flush=True)
+for code, status in pool.imap(one, range(count)):
+    print(json.dumps([code, status]), flush=True)
+print("end", flush=True)
 '''
 
 # Reads back what every dossier of the load led to: its status, its notifications, the SMS the fakes got.
@@ -94,38 +95,42 @@ def test_the_demo_walks_a_dossier_through_a_vnpay_payment_to_its_sms(stack):
 
 def test_a_sigterm_mid_load_finishes_in_flight_work_and_loses_nothing(stack):
     count = 40
-    load = threading.Thread(target=lambda: results.append(stack.python(LOAD, str(count), "sigterm", timeout=600)))
-    results = []
-    load.start()
-    time.sleep(4)  # the throw-away container starts and the load is under way
     victims = [f"{stack.project}-{service}-1" for service in SERVICES]
-    stopped = {}
+    stopped, stoppers = {}, []
 
     def stop(name):
         started = time.monotonic()
         docker("stop", "--time", "30", name, timeout=90)
         stopped[name] = round(time.monotonic() - started, 1)
 
-    stoppers = [threading.Thread(target=stop, args=(name,)) for name in victims]
-    for thread in stoppers:
-        thread.start()
+    load = stack.python_streaming(LOAD, str(count), "sigterm")
+    outcome = []
+    for line in load.stdout:  # one line per answered call, then "end"
+        if line.strip() == "end":
+            break
+        outcome.append(json.loads(line))
+        if len(outcome) == 5:  # the load is under way: SIGTERM one replica of each service now
+            stoppers = [threading.Thread(target=stop, args=(name,)) for name in victims]
+            for thread in stoppers:
+                thread.start()
+    load.wait(timeout=300)
     for thread in stoppers:
         thread.join()
-    load.join(timeout=600)
-    assert results, "the load did not finish"
-    lines = results[0].stdout.strip().splitlines()
-    assert lines[0] == "loading"
-    outcome = json.loads(lines[-1])
+    assert load.returncode == 0, load.stderr.read()[-3000:]
+    assert stoppers, "the load ended before five calls were answered"
 
     # Every call answered (a worker running at the SIGTERM finishes and replies; what
     # the replica had not started goes back to the queue for its peer).
     assert len(outcome) == count and all(status == "payment_requested" for _, status in outcome), outcome
+    finished_after_sigterm = {}
     for name in victims:
         state = docker("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", name).stdout.split()
         assert state == ["exited", "0"], f"{name} ended {state} (SIGTERM must stop it cleanly)"
         log = docker("logs", name).stdout + docker("logs", name).stderr
         assert "stopping services" in log, f"{name} did not stop gracefully"
-    record(sigterm_stop_seconds=stopped)
+        after = log[log.index("stopping services"):]
+        finished_after_sigterm[name] = after.count('"call_id"')  # worker log lines written after the signal
+    record(sigterm_stop_seconds=stopped, worker_log_lines_after_sigterm=finished_after_sigterm)
 
     codes = [code for code, _ in outcome]
     expected_notifications = sorted([(channel, template, "sent") for channel in ("email", "sms")
