@@ -283,7 +283,9 @@ def http_routes(service_class):
     for _, member in inspect.getmembers(service_class, inspect.isfunction):
         for extension in getattr(member, ENTRYPOINT_EXTENSIONS_ATTR, ()):
             if isinstance(extension, HttpRequestHandler):
-                routes.add((extension.method.lower(), extension.url))
+                # werkzeug's "<token>" / "<string:token>" is OpenAPI's "{token}"
+                url = re.sub(r"<(?:[a-z]+:)?([A-Za-z_][A-Za-z0-9_]*)>", r"{\1}", extension.url)
+                routes.add((extension.method.lower(), url))
     return routes
 
 
