@@ -6,7 +6,8 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-CONTRACT = REPO.parent / "shared" / "CONTRACT.md"
+# The interface reference kept in the repository (section 1: processes and configuration).
+CONTRACT = REPO / "docs" / "reference.md"
 SERVICES = {"dossier": 8002, "payment": 8000, "notify": 8001}
 K8S_DIR = REPO / "infra" / "k8s"
 # Kubernetes release the manifests must be valid for (schemas vendored in kubernetes-validate).
@@ -34,7 +35,7 @@ def parse_contract_variables(text):
     """``{variable: {services using it}}`` from the table of CONTRACT section 1."""
     section = re.search(r"^## 1\..*?(?=^## 2\.)", text, re.S | re.M)
     if section is None:
-        raise ValueError("CONTRACT.md has no section 1 followed by a section 2")
+        raise ValueError("the reference has no section 1 followed by a section 2")
     variables = {}
     for line in section.group(0).splitlines():
         if not line.startswith("|"):
@@ -63,8 +64,8 @@ def parse_contract_variables(text):
 def contract_variables():
     if not CONTRACT.is_file():
         pytest.fail(
-            f"the interface contract is missing: expected {CONTRACT} (the handout folder shared/ "
-            "beside the repository); the configuration table of its section 1 is what these tests check",
+            f"the interface reference is missing: expected {CONTRACT}; "
+            "the configuration table of its section 1 is what these tests check",
             pytrace=False,
         )
     return parse_contract_variables(CONTRACT.read_text(encoding="utf-8"))

@@ -13,7 +13,24 @@ def test_compose_runs_two_replicas_started_only_once_broker_and_database_are_hea
         "postgres": {"condition": "service_healthy"},
     }
     assert "/healthz" in " ".join(definition["healthcheck"]["test"])
-    assert definition["build"] == {"context": ".", "dockerfile": f"services/{service}/Dockerfile"}
+    build = definition["build"]
+    assert (build["context"], build["dockerfile"]) == (".", "Dockerfile"), "one Dockerfile for every service"
+    assert build["args"]["SERVICE"] == service
+    assert build["args"]["PORT"] == str(SERVICES[service])
+    assert build["args"]["PYTHON_IMAGE"] == "${PYTHON_IMAGE:-python:3.11-slim}"
+
+
+def test_the_sandbox_is_in_compose_behind_a_profile_that_is_off_by_default(compose):
+    sandbox = compose["services"]["sandbox"]
+    assert sandbox["profiles"] == ["sandbox"]
+    assert sandbox["build"]["args"]["SERVICE"] == "sandbox"
+    for name, definition in compose["services"].items():
+        if name != "sandbox":
+            assert "profiles" not in definition, f"{name} must start without a profile"
+    env = dict(line.split("=", 1) for line in (REPO / "infra" / "compose.sandbox.env").read_text().splitlines()
+               if "=" in line and not line.startswith("#"))
+    assert env["VNPAY_PAYMENT_URL"].startswith("http://sandbox:8090/")
+    assert env["SMTP_HOST"] == "sandbox"
 
 
 def test_compose_broker_and_database_have_health_checks_and_load_the_infra_files(compose):

@@ -78,5 +78,5 @@ def test_portal_sync_has_a_database_and_a_procfile_line():
     assert re.search(r"for service in .*\bportal_sync\b", init)
     procfile = (REPO / "Procfile").read_text()
     assert re.search(r"^portal_sync: nameko run --config services/portal_sync/config.yml ", procfile, re.M)
-    dockerfile = (REPO / "services" / "portal_sync" / "Dockerfile").read_text()
-    assert "USER 10001:10001" in dockerfile and "HEALTHCHECK" in dockerfile
+    makefile = (REPO / "Makefile").read_text()
+    assert re.search(r"^IMAGE_SERVICES \?=.*\bportal_sync:8003\b", makefile, re.M)  # built from the one Dockerfile

@@ -99,4 +99,4 @@ def test_the_kustomization_lists_every_manifest_of_the_folder():
     on_disk = {path.name for path in K8S_DIR.glob("*.yaml")} - {"kustomization.yaml"}
     assert set(kustomization["resources"]) == on_disk
     images = {image["name"] for image in kustomization["images"]}
-    assert images == {"portal/dossier", "portal/payment", "portal/notify", "portal/portal-sync"}
+    assert images == {"portal/dossier", "portal/payment", "portal/notify", "portal/portal_sync"}

@@ -5,12 +5,13 @@
 - PostgreSQL: for each service a fresh database per test session, created on
   the server named by ``<SERVICE>_DATABASE_URL`` (default the local server),
   dropped at the end; tables are emptied between tests.
-- Where neither server answers but a Docker engine does, testcontainers starts
-  them; otherwise the session stops with a clear error, never a silent skip.
+- Where a server does not answer but a Docker engine does, testcontainers
+  starts it (``_Containers``: own network, Ryuk replaced by our own clean-up);
+  otherwise the session stops with a clear error, never a silent skip.
 """
 import os
 import socket
-import subprocess
+import time
 import uuid
 from urllib.parse import urlparse
 
@@ -33,37 +34,127 @@ def _reachable(host, port, timeout=2.0):
 
 
 def _docker_available():
+    """A Docker engine answers (through the Docker SDK testcontainers uses)."""
     try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
+        import docker
+    except ImportError:
+        return False
+    try:
+        client = docker.from_env(timeout=10)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:  # noqa: BLE001 (no socket, no permission, an engine that does not answer)
         return False
 
 
+# Labels of the containers started here, so that a later session can remove what a
+# killed one left behind (the job of testcontainers' Ryuk, which is disabled below).
+OWNER_LABEL = "portal.tests.owner-pid"
+
+
 class _Containers:
-    """Servers started by testcontainers when no local ones answer."""
+    """Servers started by testcontainers when no local ones answer.
+
+    Both run on a bridge network of their own with their ports published on
+    random host ports, so they never collide with servers of the machine.
+    Ryuk, testcontainers' reaper, is disabled on purpose: its image comes from
+    Docker Hub, which air-gapped machines and this CI cannot reach. Instead the
+    containers are removed at the end of the session (also on Ctrl-C, through
+    ``pytest_unconfigure``), and the next session removes those of a session
+    that was killed (``OWNER_LABEL`` naming a process that no longer exists).
+    Set ``TESTCONTAINERS_RYUK_DISABLED=false`` to have Ryuk where it can be pulled.
+    """
+
+    RABBITMQ_IMAGE = os.environ.get("PORTAL_TEST_RABBITMQ_IMAGE", "rabbitmq:3-management")
+    POSTGRES_IMAGE = os.environ.get("PORTAL_TEST_POSTGRES_IMAGE", "postgres:16")
 
     def __init__(self):
         self.started = []
+        self.network = None
+        self._postgres_url = None
+
+    def _prepare(self):
+        if self.network is not None:
+            return
+        os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+        from testcontainers.core.network import Network
+
+        self._remove_orphans()
+        self.network = Network(docker_network_kw={"labels": {OWNER_LABEL: str(os.getpid())}}).create()
+
+    @staticmethod
+    def _remove_orphans():
+        import docker
+
+        client = docker.from_env()
+        try:
+            for container in client.containers.list(all=True, filters={"label": OWNER_LABEL}):
+                if not _pid_alive(int(container.labels[OWNER_LABEL])):
+                    container.remove(force=True, v=True)
+            for network in client.networks.list(filters={"label": OWNER_LABEL}):
+                if not _pid_alive(int(network.attrs["Labels"][OWNER_LABEL])):
+                    network.remove()
+        finally:
+            client.close()
+
+    def _start(self, container):
+        container.with_network(self.network).with_kwargs(labels={OWNER_LABEL: str(os.getpid())})
+        self.started.append(container)
+        return container.start()
 
     def rabbitmq(self):
-        from testcontainers.rabbitmq import RabbitMqContainer
+        import requests
+        from testcontainers.community.rabbitmq import RabbitMqContainer
 
-        container = RabbitMqContainer("rabbitmq:3-management").start()
-        self.started.append(container)
+        self._prepare()
+        container = self._start(RabbitMqContainer(self.RABBITMQ_IMAGE).with_exposed_ports(15672))
         host, port = container.get_container_host_ip(), container.get_exposed_port(5672)
-        api_port = container.get_exposed_port(15672)
-        return f"amqp://guest:guest@{host}:{port}/", f"http://guest:guest@{host}:{api_port}"
+        api_uri = f"http://guest:guest@{host}:{container.get_exposed_port(15672)}"
+        deadline = time.monotonic() + 90  # the management plugin starts a moment after AMQP
+        while True:
+            try:
+                if requests.get(f"{api_uri}/api/overview", timeout=5).ok:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise pytest.UsageError(f"the RabbitMQ container's management API did not answer at {host}")
+            time.sleep(0.5)
+        return f"amqp://guest:guest@{host}:{port}/", api_uri
 
     def postgres(self):
-        from testcontainers.postgres import PostgresContainer
+        """One PostgreSQL container for every service's database."""
+        if self._postgres_url is None:
+            from testcontainers.community.postgres import PostgresContainer
 
-        container = PostgresContainer("postgres:16").start()
-        self.started.append(container)
-        return container.get_connection_url().replace("+psycopg2", "")
+            self._prepare()
+            container = self._start(PostgresContainer(self.POSTGRES_IMAGE, username="postgres", password="postgres",
+                                                      dbname="postgres"))
+            self._postgres_url = container.get_connection_url(driver=None)
+        return self._postgres_url
 
     def stop(self):
-        for container in self.started:
-            container.stop()
+        for container in reversed(self.started):
+            try:
+                container.stop()
+            except Exception:  # noqa: BLE001 (already gone)
+                pass
+        self.started = []
+        if self.network is not None:
+            self.network.remove()
+            self.network = None
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 _containers = _Containers()
@@ -76,6 +167,8 @@ def pytest_configure(config):
         if _docker_available():
             amqp_uri, api_uri = _containers.rabbitmq()
             config.option.RABBIT_API_URI = api_uri
+            # What the operator commands (portal-deadletters) read, for the tests that run them.
+            os.environ["RABBIT_API_URI"] = api_uri
         else:
             raise pytest.UsageError(
                 f"RabbitMQ is not reachable at {parts.hostname}:{parts.port or 5672} and no Docker engine "

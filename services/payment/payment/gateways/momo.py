@@ -1,4 +1,4 @@
-"""MoMo e-wallet gateway, API v2 (see shared/PROTOCOLS.md)."""
+"""MoMo e-wallet gateway, API v2 (see docs/protocols.md)."""
 import hashlib
 import hmac
 import re

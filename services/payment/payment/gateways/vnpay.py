@@ -1,4 +1,4 @@
-"""VNPay payment gateway, API version 2.1.0 (see shared/PROTOCOLS.md)."""
+"""VNPay payment gateway, API version 2.1.0 (see docs/protocols.md)."""
 import hashlib
 import hmac
 import re
