@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The third-party images the project names (python:3.11-slim for the services,
-# rabbitmq:3-management and postgres:16 for compose and testcontainers). Each
+# rabbitmq:3-management and postgres:16 for compose and testcontainers,
+# nginx:1.27-alpine for compose's public edge). Each
 # one already present is kept; a missing one is pulled; when no registry is
 # reachable (an air-gapped data centre, this CI), a stand-in is built from
 # Debian bookworm's own packages (infra/stand-ins/) and tagged with the name.
@@ -76,4 +77,5 @@ SECONDS=0
 make_image python:3.11-slim python
 make_image rabbitmq:3-management rabbitmq
 make_image postgres:16 postgres
+make_image nginx:1.27-alpine nginx
 log "done in ${SECONDS} s"

@@ -66,7 +66,7 @@ def engine():
 def images(engine):
     """The base images (pulled or stand-ins), then every service image from the one Dockerfile."""
     if any(docker("image", "inspect", name, check=False).returncode for name in
-           ("python:3.11-slim", "rabbitmq:3-management", "postgres:16")):
+           ("python:3.11-slim", "rabbitmq:3-management", "postgres:16", "nginx:1.27-alpine")):
         subprocess.run([str(REPO / "scripts" / "containers" / "stand-ins.sh")], check=True, timeout=900)
     started = time.monotonic()
     result = subprocess.run(["make", "--no-print-directory", "images", f"DOCKER={DOCKER}"], cwd=REPO,

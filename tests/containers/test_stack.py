@@ -18,13 +18,19 @@ import eventlet
 eventlet.monkey_patch()
 import json, os, sys
 from nameko.standalone.rpc import ClusterRpcProxy
+from portal_shared.auth import bearer, make_token
+
+# The caller (CONTRACT section 5): an officer of the sample agencies who is also an operator.
+TOKEN = bearer(make_token(os.environ["AUTH_JWT_SECRET"], "container-test", ["officer", "operator"],
+                          agencies=["STP-HN", "CA-HN", "SGTVT-HN", "UBND-PX-HN"],
+                          issuer=os.environ.get("AUTH_JWT_ISSUER") or "portal-auth"))
 
 count, label = int(sys.argv[1]), sys.argv[2]
 config = {"AMQP_URI": os.environ["AMQP_URI"]}
 
 def one(number):
     # One proxy per green thread, never shared.
-    with ClusterRpcProxy(config, timeout=120) as rpc:
+    with ClusterRpcProxy(config, context_data={"authorization": TOKEN}, timeout=120) as rpc:
         applicant = {"full_name": "Tran Thi Tai", "id_number": "0010990%05d" % number,
                      "phone": "09%08d" % number, "email": "tai%d@example.vn" % number}
         dossier = rpc.dossier.submit_dossier("LLTP-01", applicant, {"load": label, "n": number})
@@ -44,10 +50,16 @@ eventlet.monkey_patch()
 import json, os, sys
 import requests
 from nameko.standalone.rpc import ClusterRpcProxy
+from portal_shared.auth import bearer, make_token
+
+# The caller (CONTRACT section 5): an officer of the sample agencies who is also an operator.
+TOKEN = bearer(make_token(os.environ["AUTH_JWT_SECRET"], "container-test", ["officer", "operator"],
+                          agencies=["STP-HN", "CA-HN", "SGTVT-HN", "UBND-PX-HN"],
+                          issuer=os.environ.get("AUTH_JWT_ISSUER") or "portal-auth"))
 
 codes = json.loads(sys.argv[1])
 out = {}
-with ClusterRpcProxy({"AMQP_URI": os.environ["AMQP_URI"]}, timeout=60) as rpc:
+with ClusterRpcProxy({"AMQP_URI": os.environ["AMQP_URI"]}, context_data={"authorization": TOKEN}, timeout=60) as rpc:
     for code in codes:
         dossier = rpc.dossier.get_dossier(code)
         notifications = rpc.notify.get_notifications(code)

@@ -31,6 +31,21 @@ def test_the_sandbox_refuses_real_credentials_and_public_listeners():
     assert "loopback" in refusal({"SANDBOX": "1", "SANDBOX_HTTP_ADDRESS": "0.0.0.0:8090"})
 
 
+def test_a_container_sandbox_needs_network_mode_and_accepts_only_its_own_name():
+    container = {"SANDBOX": "1", "SANDBOX_HTTP_ADDRESS": "0.0.0.0:8090", "SANDBOX_PUBLIC_URL": "http://sandbox:8090",
+                 "VNPAY_TMN_CODE": "SANDBOX01", "VNPAY_HASH_SECRET": "SANDBOXVNPAYHASHSECRET0123456789",
+                 "VNPAY_PAYMENT_URL": "http://sandbox:8090/paymentv2/vpcpay.html",
+                 "VNPAY_API_URL": "http://sandbox:8090/merchant_webapi/api/transaction"}
+    assert refusal(container) is not None  # no explicit network mode: refused
+    assert "loopback" in refusal({"SANDBOX": "1", "SANDBOX_HTTP_ADDRESS": "0.0.0.0:8090"})
+    assert refusal({**container, "SANDBOX_ALLOW_NETWORK": "1"}) is None
+    # network mode does not make a real gateway "this sandbox"
+    real = {**container, "SANDBOX_ALLOW_NETWORK": "1", "VNPAY_API_URL": "https://merchant.vnpay.vn/api"}
+    assert "real VNPay credential" in refusal(real)
+    assert "SMTP" in refusal({**container, "SANDBOX_ALLOW_NETWORK": "1", "SMTP_PASSWORD": "pw",
+                              "SMTP_HOST": "smtp.gmail.com"})
+
+
 def test_the_sandbox_process_exits_when_a_real_secret_is_set():
     env = {key: value for key, value in os.environ.items() if not key.startswith(("VNPAY_", "MOMO_", "SANDBOX"))}
     env.update({"SANDBOX": "1", "VNPAY_HASH_SECRET": "a-real-merchant-secret", "VNPAY_TMN_CODE": "REALTMN1",
