@@ -16,6 +16,7 @@ import argparse  # noqa: E402
 import importlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import secrets  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -51,6 +52,8 @@ def main(argv=None):
     from tests.e2e.harness import SERVICES, Stack, Vhost
 
     amqp_uri = os.environ.get("AMQP_URI") or DEFAULT_AMQP_URI
+    # Caller tokens (CONTRACT section 5): the processes inherit this run's own signing key.
+    os.environ.setdefault("AUTH_JWT_SECRET", secrets.token_hex(32))
     api_uri = os.environ.get("RABBIT_API_URI") or "http://guest:guest@127.0.0.1:15672"
     started = time.time()
     databases = {service: FreshDatabase(service) for service in SERVICES}

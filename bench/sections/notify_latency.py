@@ -19,6 +19,8 @@ import eventlet
 import requests
 from nameko.standalone.rpc import ClusterRpcProxy
 
+from tests.helpers import bearer_token  # a staff caller: officer, finance and operator
+
 NAME = "notify_latency"
 PROCEDURE = "KHAISINH-01"  # free: accept → accepted → one SMS + one e-mail
 CLIENTS = 32
@@ -63,7 +65,8 @@ def _pool_run(amqp_uri, count, work):
     errors = []
 
     def client():
-        with ClusterRpcProxy({"AMQP_URI": amqp_uri}, timeout=60) as rpc:
+        with ClusterRpcProxy({"AMQP_URI": amqp_uri}, context_data={"authorization": bearer_token()},
+                             timeout=60) as rpc:
             while True:
                 with lock:
                     i = next(counter)
