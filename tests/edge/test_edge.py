@@ -22,21 +22,14 @@ from tests.edge.conftest import (
     requires_nginx,
 )
 from tests.edge.nginx import Edge
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_for
 
 pytestmark = requires_nginx
 RETURN_URL = "http://127.0.0.1:9/cong-dvc/thanh-toan/ket-qua"
 
 
 def wait_until(predicate, timeout=20.0, message="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        eventlet.sleep(0.1)
+    return wait_for(predicate, timeout=timeout, interval=0.1, message=message)
 
 
 def service_address(stack, name):

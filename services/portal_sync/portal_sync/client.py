@@ -1,4 +1,4 @@
-"""The province's integration adapter of the national portal, over HTTP (PROTOCOLS.md).
+"""The province's integration adapter of the national portal, over HTTP (docs/protocols.md).
 
 ``NationalPortalClient`` logs in once, keeps the session token, and logs in
 again when a call answers that the session expired (``error_code`` 401), then

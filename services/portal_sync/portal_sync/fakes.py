@@ -1,4 +1,4 @@
-"""A fake of the province's integration adapter of the national portal (PROTOCOLS.md wire format).
+"""A fake of the province's integration adapter of the national portal (docs/protocols.md wire format).
 
 It logs callers in, answers ``DongBoHoSoMC``, ``CapNhatTienDoHoSoMC``,
 ``TraCuuHoSo`` and ``LayThuTuc``, records every call in order, keeps the

@@ -2,7 +2,7 @@
 
 Plain functions over the contract's Dossier dictionary (``get_dossier``), the
 procedure's national codes and the fees paid: no Nameko, no SQLAlchemy, no
-HTTP. Field names and formats are those of PROTOCOLS.md, "National
+HTTP. Field names and formats are those of docs/protocols.md, "National
 public-service portal" (``DongBoHoSoMC`` and ``CapNhatTienDoHoSoMC``).
 """
 import json
