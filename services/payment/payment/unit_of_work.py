@@ -8,6 +8,7 @@ dispatch afterwards (``collect_new_events``).
 """
 import abc
 
+from payment import messagebus
 from payment.repositories import SqlCharges, SqlInbox, SqlOutbox, SqlPayments
 
 
@@ -24,8 +25,6 @@ class AbstractUnitOfWork(abc.ABC):
         self.rollback()
 
     def commit(self):
-        from payment import messagebus  # the bus imports the use cases, which take a unit of work
-
         seen = list(self.payments.seen)
         raised = [event for payment in seen for event in payment.events]
         for payment in seen:
