@@ -321,8 +321,12 @@ def test_forged_receipts_change_nothing_and_the_message_still_reaches_the_citize
     # a message that went out through SpeedSMS: an eSMS receipt naming it, even with its id, is no receipt for it
     faults(stack, "esms")
     phone_speedsms = f"091{uuid.uuid4().int % 10**7:07d}"
-    other = rpc.notify.send_notification("sms", phone_speedsms, "processed", params, "EDGE-RCPT-1")
-    assert (other["provider"], other["status"]) == ("speedsms", "sent")
+    rpc.notify.send_notification("sms", phone_speedsms, "processed", params, "EDGE-RCPT-1")
+    # the delivery pipeline sends it after the RPC has answered
+    wait_until(lambda: notification(rpc, "EDGE-RCPT-1")["status"] == "sent", timeout=30,
+               message="the message sent through SpeedSMS")
+    other = notification(rpc, "EDGE-RCPT-1")
+    assert other["provider"] == "speedsms"
     tran_id = sandbox_sms(stack, phone_speedsms)[0]["meta"]["tran_id"]
     answer = requests.post(f"{receipts}/{ESMS_TOKEN}", json={"RequestId": other["id"], "SMSID": str(tran_id),
                                                              "SendStatus": 4}, timeout=5)
@@ -333,7 +337,8 @@ def test_forged_receipts_change_nothing_and_the_message_still_reaches_the_citize
     faults(stack, "esms", "speedsms")
     phone = f"091{uuid.uuid4().int % 10**7:07d}"
     waiting = rpc.notify.send_notification("sms", phone, "processed", params, "EDGE-RCPT-2")
-    assert waiting["status"] == "temporary_failure"
+    wait_until(lambda: notification(rpc, "EDGE-RCPT-2")["status"] == "temporary_failure", timeout=30,
+               message="both providers refused the message")
     forged = {"RequestId": waiting["id"], "SMSID": uuid.uuid4().hex, "SendStatus": 5, "SendSuccess": 1}
     assert requests.post(receipts, json=forged, timeout=5).status_code == 404  # no token: nginx has no such door
     assert requests.post(f"{receipts}/not-the-token", json=forged, timeout=5).status_code == 404
