@@ -149,10 +149,15 @@ class UnitOfWork:
         session = self.session
         try:
             yield session
-            session.commit()
+            self.commit()
         except BaseException:
             session.rollback()
             raise
+
+    def commit(self):
+        """Commit the session; wake the relay when the transaction recorded events."""
+        session = self.session
+        session.commit()
         if session.info.pop(outbox.PENDING_FLAG, False) and self._relay is not None:
             self._relay.wake()
 

@@ -23,17 +23,6 @@ def claim_event(session, consumer, event_id):
     return session.execute(statement).first() is not None
 
 
-def already_processed(session, consumer, event_id):
-    return (
-        session.execute(
-            sa.select(inbox_table.c.event_id).where(
-                inbox_table.c.consumer == consumer, inbox_table.c.event_id == str(event_id)
-            )
-        ).first()
-        is not None
-    )
-
-
 def prune_inbox(engine, retention, now=None):
     """Delete claims older than ``retention`` (a timedelta); return how many.
 

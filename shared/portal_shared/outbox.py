@@ -455,13 +455,3 @@ class OutboxRelay:
             return connection.execute(
                 sa.select(sa.func.count()).select_from(outbox_table).where(outbox_table.c.published_at.is_(None))
             ).scalar_one()
-
-
-def wait_until_published(relay, timeout=10.0):
-    """Test and tooling helper: block until the outbox is empty."""
-    deadline = time.monotonic() + timeout
-    while relay.pending_count():
-        if time.monotonic() > deadline:
-            raise TimeoutError("outbox not drained")
-        relay.wake()
-        time.sleep(0.05)

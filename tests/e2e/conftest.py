@@ -30,13 +30,12 @@ requires_notify = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module", params=[1, 2], ids=["single", "scaled"])
-def stack(request, fresh_database, tmp_path_factory):
+def stack(request, broker, fresh_database, tmp_path_factory):
     replicas = request.param
     databases = {service: fresh_database(service) for service in SERVICES if AVAILABLE[service]}
     for database in databases.values():
         database.truncate()  # the other topology's rows would only confuse the counts
-    amqp_uri = request.config.getoption("RABBIT_AMQP_URI")
-    api_uri = request.config.getoption("RABBIT_API_URI")
+    amqp_uri, api_uri = broker
     vhost = Vhost(amqp_uri, api_uri)
     only = [name for name in list(SERVICES) + ["sandbox"] if AVAILABLE.get(name)]
     log_dir = tmp_path_factory.mktemp(f"e2e-{request.param_index}")

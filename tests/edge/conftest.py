@@ -104,13 +104,13 @@ class HangingVnpayApi:
 
 
 @pytest.fixture(scope="package")
-def edge_stack(request, fresh_database, tmp_path_factory):
+def edge_stack(request, broker, fresh_database, tmp_path_factory):
     if nginx_binary() is None:
         pytest.skip("nginx is not installed (.ci/run installs it)")
     databases = {service: fresh_database(service) for service in SERVICES}
     for database in databases.values():
         database.truncate()
-    vhost = Vhost(request.config.getoption("RABBIT_AMQP_URI"), request.config.getoption("RABBIT_API_URI"))
+    vhost = Vhost(*broker)
     vnpay_api = HangingVnpayApi().start()
     edge_port = free_port()
     edge_url = f"http://127.0.0.1:{edge_port}"

@@ -6,7 +6,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 
-from payment.domain.model import Outcome, Status, judge_notification, new_txn_ref
+from payment.domain.model import Outcome, Status, new_txn_ref
+from payment.gateways.vnpay import judge_notification
 from payment.gateways import CheckoutRequest, InvalidSignature, MalformedMessage
 from payment.gateways.momo import MomoGateway
 from payment.gateways.vnpay import VnpayGateway, pipe_hash, QUERY_HASH_ORDER

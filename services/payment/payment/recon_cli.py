@@ -18,8 +18,8 @@ import time
 
 import sqlalchemy as sa
 
+from payment.gateways import GATEWAY_NAMES
 from payment.reconciliation import reconcile_file_on
-from payment.reconciliation.matching import GATEWAYS
 from payment.reconciliation.reports import LABELS, RunNotFound, get_run, list_runs, render_html, summary, write_csv
 from portal_shared.config import env_or
 from portal_shared.errors import ValidationError
@@ -49,7 +49,7 @@ class _CountingRaw(io.RawIOBase):
 def _parser():
     parser = argparse.ArgumentParser(prog="python -m payment.recon_cli", description=__doc__.split("\n\n")[0])
     parser.add_argument("file", nargs="?", help="settlement CSV: txn_ref,gateway_txn_no,amount,status,paid_at")
-    parser.add_argument("--gateway", choices=GATEWAYS, help="the gateway whose settlement this is")
+    parser.add_argument("--gateway", choices=GATEWAY_NAMES, help="the gateway whose settlement this is")
     parser.add_argument("--out", default="var/reconciliation", help="directory for the CSV and HTML reports")
     parser.add_argument("--show", type=int, metavar="RUN_ID", help="print and write the reports of a stored run")
     parser.add_argument("--list", action="store_true", help="list the latest stored runs")

@@ -11,8 +11,10 @@ background thread of the container sends the refunds; whatever it cannot do
 from eventlet.queue import LightQueue
 from nameko.extensions import DependencyProvider
 
-from payment import use_cases
+from payment.commands import RefundPayment
 from payment.gateways.provider import Gateways
+from payment.messagebus import MessageBus
+from payment.unit_of_work import SqlUnitOfWork
 from portal_shared.db import Database, UnitOfWork
 from portal_shared.logs import get_logger
 
@@ -44,7 +46,8 @@ class BackgroundRefunds(DependencyProvider):
             txn_ref = self.queue.get()
             unit_of_work = UnitOfWork(database.sessionmaker, database.relay)
             try:
-                refunded = use_cases.refund_payment(unit_of_work, gateways.settings, txn_ref)
+                bus = MessageBus(SqlUnitOfWork(unit_of_work), gateways.settings)
+                refunded = bus.handle(RefundPayment(txn_ref))
                 log.info("refund_attempted", txn_ref=txn_ref, refunded=refunded)
             except Exception:
                 log.exception("refund_failed", txn_ref=txn_ref)

@@ -4,6 +4,7 @@ import re
 
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
+from payment.domain.model import Status
 from payment.gateways import GATEWAY_NAMES
 from portal_shared.timeutil import isoformat
 from portal_shared.validation import Text
@@ -59,20 +60,20 @@ class DossierStatusChangedSchema(Schema):
         unknown = "exclude"
 
 
-def dump_payment(row):
-    """The contract's Payment representation (plus ``refund_error`` while a refund is refused)."""
-    payment = {
-        "txn_ref": row["txn_ref"],
-        "dossier_code": row["dossier_code"],
-        "amount": int(row["amount"]),
-        "gateway": row["gateway"],
-        "status": row["status"],
-        "pay_url": row["pay_url"],
-        "gateway_txn_no": row["gateway_txn_no"],
-        "created_at": isoformat(row["created_at"]),
-        "expires_at": isoformat(row["expires_at"]),
-        "paid_at": isoformat(row["paid_at"]),
+def dump_payment(payment):
+    """The contract's Payment representation of a domain ``Payment`` (plus ``refund_error`` while a refund is refused)."""
+    dumped = {
+        "txn_ref": payment.txn_ref,
+        "dossier_code": payment.dossier_code,
+        "amount": int(payment.amount),
+        "gateway": payment.gateway,
+        "status": payment.status.value,
+        "pay_url": payment.pay_url,
+        "gateway_txn_no": payment.gateway_txn_no,
+        "created_at": isoformat(payment.created_at),
+        "expires_at": isoformat(payment.expires_at),
+        "paid_at": isoformat(payment.paid_at),
     }
-    if row.get("refund_error") and row["status"] == "refund_pending":
-        payment["refund_error"] = row["refund_error"]
-    return payment
+    if payment.refund_error and payment.status is Status.refund_pending:
+        dumped["refund_error"] = payment.refund_error
+    return dumped

@@ -3,9 +3,18 @@ from nameko.timer import Timer
 from werkzeug.wrappers import Response
 
 from payment import permissions, use_cases
+from payment.commands import (
+    AcceptMomoIpn,
+    AcceptVnpayIpn,
+    RecordDossierStatus,
+    RefundPayment,
+    SettlePending,
+    StartPayment,
+)
 from payment.domain.model import AlreadyPaid, NoPaymentDue, PaymentNotFound
 from payment.gateways import GatewayUnavailable
 from payment.gateways.provider import Gateways
+from payment.messagebus import MessageBus
 from payment.reconciliation import reconcile_text
 from payment.reconciliation.confirm import gateway_confirmer
 from payment.refunds import BackgroundRefunds
@@ -17,6 +26,7 @@ from payment.schemas import (
     TxnRefSchema,
     dump_payment,
 )
+from payment.unit_of_work import SqlUnitOfWork
 from portal_shared.auth import CallerIdentity, ServiceRpcProxy
 from portal_shared.config import get_float
 from portal_shared.db import Database
@@ -65,17 +75,17 @@ class PaymentService(health.HealthEndpoints):
             "bank_code": bank_code, "locale": locale,
         })
         self._check_dossier(caller, request["dossier_code"])
-        payment = use_cases.start_payment(self.db, self.settings, request)
-        self.log.info("payment_started", txn_ref=payment["txn_ref"], dossier_code=dossier_code, gateway=gateway,
-                      amount=payment["amount"])
+        payment = self._bus().handle(StartPayment(**request))
+        self.log.info("payment_started", txn_ref=payment.txn_ref, dossier_code=dossier_code, gateway=gateway,
+                      amount=payment.amount)
         return dump_payment(payment)
 
     @rpc(expected_exceptions=EXPECTED)
     def get_payment(self, txn_ref):
         caller = self.caller.require("citizen", "officer", "finance", "service")
         request = load(TxnRefSchema(), {"txn_ref": txn_ref})
-        payment = use_cases.get_payment(self.db, request["txn_ref"])
-        self._check_dossier(caller, payment["dossier_code"], readers=("finance", "service"))
+        payment = use_cases.get_payment(self._uow(), request["txn_ref"])
+        self._check_dossier(caller, payment.dossier_code, readers=("finance", "service"))
         return dump_payment(payment)
 
     @rpc(expected_exceptions=EXPECTED)
@@ -83,7 +93,7 @@ class PaymentService(health.HealthEndpoints):
         caller = self.caller.require("citizen", "officer", "finance")
         request = load(DossierCodeSchema(), {"dossier_code": dossier_code})
         self._check_dossier(caller, request["dossier_code"], readers=("finance",))
-        return [dump_payment(row) for row in use_cases.list_payments(self.db, request["dossier_code"])]
+        return [dump_payment(row) for row in use_cases.list_payments(self._uow(), request["dossier_code"])]
 
     @rpc(expected_exceptions=EXPECTED)
     def reconcile(self, gateway, settlement_csv):
@@ -95,7 +105,8 @@ class PaymentService(health.HealthEndpoints):
     @reliable_event_handler("dossier", "dossier_status_changed")
     def on_dossier_status_changed(self, payload):
         event = load(DossierStatusChangedSchema(), payload)
-        to_refund = use_cases.record_dossier_status(self.db, INBOX_CONSUMER, event, self.log.call_id_stack)
+        to_refund = []
+        self._bus(request_refund=to_refund.append).handle(RecordDossierStatus(INBOX_CONSUMER, event))
         self._refund(to_refund)
 
     @callback("GET", "/callbacks/vnpay/ipn")
@@ -107,15 +118,14 @@ class PaymentService(health.HealthEndpoints):
             self.log.warning("vnpay_ipn_malformed", reason=str(exc))
             return json_response({"RspCode": "99", "Message": "Invalid request"}, status=400)
         try:
-            verdict, refund_txn_ref = use_cases.vnpay_ipn(self.db, self.settings, params, self.log.call_id_stack)
+            # a refund it asks for is sent in the background: VNPay never waits for a gateway call
+            verdict = self._bus(request_refund=self.refunds).handle(AcceptVnpayIpn(params))
         except Exception:
             # VNPay retries on 99; never a 500 for what it sends
             self.log.exception("vnpay_ipn_failed", txn_ref=params.get("vnp_TxnRef"))
             return json_response({"RspCode": "99", "Message": "Unknown error"})
         self.log.info("vnpay_ipn", txn_ref=params.get("vnp_TxnRef"), rsp_code=verdict.code,
                       vnp_response_code=params.get("vnp_ResponseCode"))
-        if refund_txn_ref:
-            self.refunds(refund_txn_ref)  # in the background: VNPay never waits for a gateway call
         return json_response({"RspCode": verdict.code, "Message": verdict.message})
 
     @callback("POST", "/callbacks/momo/ipn")
@@ -127,7 +137,8 @@ class PaymentService(health.HealthEndpoints):
             self.log.warning("momo_ipn_rejected", order_id=None, reason=str(exc))
             return json_response({"message": "rejected: malformed body"}, status=400)
         try:
-            refund_txn_ref = use_cases.momo_ipn(self.db, self.settings, body, self.log.call_id_stack)
+            # a refund it asks for is sent in the background: MoMo never waits for a gateway call
+            self._bus(request_refund=self.refunds).handle(AcceptMomoIpn(body))
         except use_cases.RejectedNotification as exc:
             self.log.warning("momo_ipn_rejected", order_id=str(body.get("orderId"))[:64], reason=str(exc))
             return json_response({"message": "rejected"}, status=400)
@@ -135,14 +146,19 @@ class PaymentService(health.HealthEndpoints):
             self.log.exception("momo_ipn_failed")
             return json_response({"message": "temporary error"}, status=503)
         self.log.info("momo_ipn", order_id=body.get("orderId"), result_code=body.get("resultCode"))
-        if refund_txn_ref:
-            self.refunds(refund_txn_ref)  # in the background: MoMo never waits for a gateway call
         return Response(status=204)
 
     @ConfiguredTimer.decorator("PAYMENT_PENDING_CHECK_SECONDS", 300)
     def check_pending(self):
-        to_refund = use_cases.settle_pending(self.db, self.settings, self.log.call_id_stack)
-        self._refund(to_refund + use_cases.refunds_due(self.db))
+        to_refund = []
+        self._bus(request_refund=to_refund.append).handle(SettlePending())
+        self._refund(to_refund + use_cases.refunds_due(self._uow()))
+
+    def _uow(self):
+        return SqlUnitOfWork(self.db, self.log.call_id_stack)
+
+    def _bus(self, request_refund=None):
+        return MessageBus(self._uow(), self.settings, request_refund)
 
     def _check_dossier(self, caller, dossier_code, readers=()):
         permissions.check_dossier_access(caller, self.db, self.dossier_rpc.get_dossier, dossier_code, readers)
@@ -151,7 +167,7 @@ class PaymentService(health.HealthEndpoints):
         """Refunds are tried at once; a refusal or an outage is retried by ``check_pending``."""
         for txn_ref in dict.fromkeys(txn_refs):
             try:
-                refunded = use_cases.refund_payment(self.db, self.settings, txn_ref, self.log.call_id_stack)
+                refunded = self._bus().handle(RefundPayment(txn_ref))
                 self.log.info("refund_attempted", txn_ref=txn_ref, refunded=refunded)
             except Exception:
                 self.log.exception("refund_failed", txn_ref=txn_ref)

@@ -8,6 +8,9 @@
 - Where a server does not answer but a Docker engine does, testcontainers
   starts it (``_Containers``: own network, Ryuk replaced by our own clean-up);
   otherwise the session stops with a clear error, never a silent skip.
+  Both are checked lazily, by the fixtures that need them (``broker`` and
+  Nameko's ``rabbit_manager``; ``fresh_database``): tests that need no server
+  run without one.
 """
 import os
 import socket
@@ -161,23 +164,48 @@ _containers = _Containers()
 
 
 def pytest_configure(config):
-    amqp_uri = os.environ.get("AMQP_URI") or DEFAULT_AMQP_URI
-    parts = urlparse(amqp_uri)
-    if not _reachable(parts.hostname, parts.port or 5672):
-        if _docker_available():
-            amqp_uri, api_uri = _containers.rabbitmq()
-            config.option.RABBIT_API_URI = api_uri
-            # What the operator commands (portal-deadletters) read, for the tests that run them.
-            os.environ["RABBIT_API_URI"] = api_uri
-        else:
-            raise pytest.UsageError(
-                f"RabbitMQ is not reachable at {parts.hostname}:{parts.port or 5672} and no Docker engine "
-                "is available: start RabbitMQ (with rabbitmq_management) or set AMQP_URI."
-            )
-    config.option.RABBIT_AMQP_URI = amqp_uri
+    # where the broker should be; whether it answers is asked only by a test that needs it (``broker``)
+    config.option.RABBIT_AMQP_URI = os.environ.get("AMQP_URI") or DEFAULT_AMQP_URI
     if os.environ.get("RABBIT_API_URI"):
         config.option.RABBIT_API_URI = os.environ["RABBIT_API_URI"]
     config.addinivalue_line("markers", "slow: a longer test")
+
+
+_broker_checked = []
+
+
+def require_broker(config):
+    """Make sure a broker answers (or start one with testcontainers); otherwise stop the session, saying why.
+
+    Checked once, and only when a fixture that needs the broker is set up:
+    pure tests (``tests/<service>/unit``) run with no server at all.
+    """
+    if _broker_checked:
+        return
+    parts = urlparse(config.option.RABBIT_AMQP_URI)
+    if not _reachable(parts.hostname, parts.port or 5672):
+        if _docker_available():
+            config.option.RABBIT_AMQP_URI, config.option.RABBIT_API_URI = _containers.rabbitmq()
+            # What the operator commands (portal-deadletters) read, for the tests that run them.
+            os.environ["RABBIT_API_URI"] = config.option.RABBIT_API_URI
+        else:
+            pytest.exit(
+                f"RabbitMQ is not reachable at {parts.hostname}:{parts.port or 5672} and no Docker engine "
+                "is available: start RabbitMQ (with rabbitmq_management) or set AMQP_URI.", returncode=4)
+    _broker_checked.append(True)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_fixture_setup(fixturedef, request):
+    if fixturedef.argname == "rabbit_manager":  # Nameko's: under rabbit_config, container tests, vhosts
+        require_broker(request.config)
+
+
+@pytest.fixture(scope="session")
+def broker(request):
+    """``(amqp_uri, api_uri)`` of a broker that answers, for tests that start services out of process."""
+    require_broker(request.config)
+    return request.config.getoption("RABBIT_AMQP_URI"), request.config.getoption("RABBIT_API_URI")
 
 
 def pytest_unconfigure(config):

@@ -43,7 +43,6 @@ class PaymentSettings:
     def __init__(self, config, gateways=None):
         self.gateways = gateways if gateways is not None else gateways_from_config(config)
         self.expiry_minutes = get_float(config, "PAYMENT_EXPIRY_MINUTES", 15)
-        self.pending_check_seconds = get_float(config, "PAYMENT_PENDING_CHECK_SECONDS", 300)
         base = get_str(config, "PAYMENT_CALLBACK_BASE_URL", "http://localhost:8000")
         self.callback_base_url = base.rstrip("/")
         from payment.return_urls import ReturnUrlPolicy  # late: return_urls is outside the gateways package

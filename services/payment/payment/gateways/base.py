@@ -102,6 +102,10 @@ class Gateway(abc.ABC):
     def configured(self):
         ...
 
+    def refuse_amount(self, amount):
+        """Why this gateway cannot take ``amount`` VND, or None."""
+        return None
+
     def require_configured(self):
         if not self.configured:
             raise GatewayUnavailable(f"{self.name} is not configured (no credentials)")

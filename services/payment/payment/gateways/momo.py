@@ -75,6 +75,11 @@ class MomoGateway(Gateway):
     def accepts_amount(amount):
         return MIN_AMOUNT <= amount <= MAX_AMOUNT
 
+    def refuse_amount(self, amount):
+        if self.accepts_amount(amount):
+            return None
+        return f"MoMo takes {MIN_AMOUNT:,} to {MAX_AMOUNT:,} VND; this fee is {amount} VND"
+
     def create_checkout(self, request):
         self.require_configured()
         body = {

@@ -3,11 +3,12 @@ import hashlib
 import hmac
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from urllib.parse import quote_plus
 
-from payment.domain.model import Outcome
+from payment.domain.model import Notification, Outcome, judge_notification as judge
 from payment.gateways.base import (
     CheckoutResult,
     ForeignMerchant,
@@ -49,8 +50,46 @@ RESPONSE_CODES = {
     "99": "other error",
 }
 PENDING_TRANSACTION_STATUSES = {"01"}
+
+# What our IPN endpoint answers VNPay (RspCode, Message): VNPay retries on anything but 00 and 02.
+IPN_ANSWERS = {
+    "00": "Confirm Success",
+    "01": "Order not found",
+    "02": "Order already confirmed",
+    "04": "Invalid amount",
+    "97": "Invalid signature",
+    "99": "Unknown error",
+}
+RSP_CODES = {
+    Notification.unknown: "01",
+    Notification.amount_mismatch: "04",
+    Notification.apply: "00",
+    Notification.already_confirmed: "02",
+}
 REQUIRED_IPN_FIELDS = ("vnp_TmnCode", "vnp_TxnRef", "vnp_Amount", "vnp_ResponseCode")
 DIGITS = re.compile(r"[0-9]{1,18}")
+
+
+@dataclass(frozen=True)
+class IpnVerdict:
+    code: str
+    message: str
+    apply: bool = False
+
+
+def vnpay_verdict(code):
+    """The answer to VNPay for one of ``IPN_ANSWERS``' codes."""
+    return IpnVerdict(code, IPN_ANSWERS[code], apply=code == "00")
+
+
+def verdict_for(notification):
+    """The RspCode for the domain's ``Notification``."""
+    return vnpay_verdict(RSP_CODES[notification])
+
+
+def judge_notification(payment_status, payment_amount, notified_amount, outcome):
+    """VNPay's order of checks after the signature: exists (01), amount (04), not confirmed (02)."""
+    return verdict_for(judge(payment_status, payment_amount, notified_amount, outcome))
 
 
 def vn_timestamp(moment):

@@ -15,12 +15,11 @@ that the gateway does not confirm.
 import io
 import os
 
-from payment.reconciliation.matching import check_gateway, reconcile_lines, succeeded_payload
+from payment.reconciliation.matching import check_gateway, reconcile_lines
 from payment.reconciliation.reports import build_report
 from payment.reconciliation.settlement import HEADER
 
-__all__ = ["reconcile_text", "reconcile_file", "reconcile_file_on", "reconcile_lines", "check_gateway",
-           "succeeded_payload", "HEADER"]
+__all__ = ["reconcile_text", "reconcile_file", "reconcile_file_on", "reconcile_lines", "check_gateway", "HEADER"]
 
 
 def reconcile_text(uow, gateway, settlement_csv, source="rpc", *, confirm):

@@ -4,10 +4,11 @@ The file streams into a per-run TEMP table (PostgreSQL ``COPY``; batched
 inserts on SQLite) and is matched in SQL, so memory stays flat whatever its
 size. Every finding becomes a row of ``reconciliation_items``.
 
-Fixing is a conditional update of rows locked in chunks: only a payment still
-``pending`` or ``expired`` is moved to ``succeeded``, so the same file run
-twice, or by two operators at once, fixes each payment once and records one
-``payment_succeeded`` for it. On PostgreSQL a transaction-scoped advisory lock
+Fixing goes through the ``Payment`` aggregate, a chunk of locked rows at a
+time: only a payment still ``pending`` or ``expired`` (re-checked once locked)
+is settled, so the same file run twice, or by two operators at once, fixes
+each payment once and records one ``payment_succeeded`` for it (the message
+bus's outbox handler, as for an IPN). On PostgreSQL a transaction-scoped advisory lock
 per gateway also makes concurrent runs of one gateway take turns, so their
 reports are consistent.
 
@@ -27,23 +28,21 @@ import psycopg2.extensions
 import sqlalchemy as sa
 import structlog
 
-from payment.domain.model import ChargeStatus, decide_success
-from payment.orm import charges, payment_history, payments
+from payment.domain.model import SETTLEABLE, Outcome, Source, Status
+from payment.gateways import GATEWAY_NAMES
+from payment.gateways.base import PaymentReport
+from payment.orm import payments
 from payment.reconciliation import postgres
 from payment.reconciliation.settlement import check_header, date_ranges, read_settlement, vn_date, vn_day_bounds
 from payment.reconciliation.tables import fix_table, reconciliation_items, reconciliation_runs, staging_table
 from portal_shared.errors import ValidationError
-from portal_shared.schema import outbox_table
 from portal_shared.timeutil import isoformat, utcnow
 
-# structlog directly (what portal_shared.logs.get_logger returns), and the outbox module only
-# when a payment is fixed: the console command starts without Nameko and eventlet
+# structlog directly (what portal_shared.logs.get_logger returns), and the repositories and the
+# message bus only when a payment is fixed: the console command starts without Nameko and eventlet
 log = structlog.get_logger(__name__)
 
-GATEWAYS = ("vnpay", "momo")
-FIXABLE = ("pending", "expired")
-EVENT_TYPE = "payment_succeeded"
-HISTORY_SOURCE = "reconciliation"
+FIXABLE = sorted(status.value for status in SETTLEABLE)
 LOCK_NAMESPACE = 7_300_101  # pg advisory lock (namespace, gateway): one run per gateway at a time
 FIX_CHUNK = 2_000
 INSERT_BATCH = 5_000
@@ -51,16 +50,16 @@ WORK_MEM = "128MB"
 
 # (gateway status, local statuses) that agree and need no action
 AGREEING = {
-    "success": ("succeeded", "refund_pending"),  # a refund under way was still a success on the day
-    "failed": ("failed", "expired"),
-    "refunded": ("refunded",),
+    "success": (Status.succeeded.value, Status.refund_pending.value),  # a refund under way was a success that day
+    "failed": (Status.failed.value, Status.expired.value),
+    "refunded": (Status.refunded.value,),
 }
 
 
 def check_gateway(gateway):
     name = (gateway or "").strip().lower()
-    if name not in GATEWAYS:
-        raise ValidationError({"gateway": [f"must be one of {', '.join(GATEWAYS)}"]})
+    if name not in GATEWAY_NAMES:
+        raise ValidationError({"gateway": [f"must be one of {', '.join(GATEWAY_NAMES)}"]})
     return name
 
 
@@ -306,7 +305,7 @@ def _fix_pending(session, connection, staging, gateway, run_id, source, now, con
         .order_by(payments.c.id)
     ).all(), confirm, run_id)
     candidates = (
-        sa.select(payments.c.id, payments.c.status, staging.c.line)
+        sa.select(payments.c.id, staging.c.line, staging.c.paid_at, staging.c.gateway_txn_no)
         .join(staging, staging.c.txn_ref == payments.c.txn_ref)
         .where(
             payments.c.gateway == gateway,
@@ -326,24 +325,10 @@ def _fix_pending(session, connection, staging, gateway, run_id, source, now, con
         found = {row.id: row for row in connection.execute(candidates)}
         if not found:
             return total
-        updated = connection.execute(
-            payments.update()
-            .where(
-                payments.c.id.in_(list(found)),
-                payments.c.status.in_(FIXABLE),
-                staging.c.txn_ref == payments.c.txn_ref,
-                staging.c.reason.is_(None),
-            )
-            .values(status="succeeded", paid_at=staging.c.paid_at, gateway_txn_no=staging.c.gateway_txn_no, updated_at=now)
-            .returning(
-                payments.c.id, payments.c.txn_ref, payments.c.dossier_code, payments.c.amount, payments.c.gateway,
-                payments.c.gateway_txn_no, payments.c.paid_at,
-            )
-        ).all()
-        if not updated:
+        fixed = _settle_chunk(session, connection, found, run_id, source, now)
+        if not fixed:
             return total
-        _record_fixes(session, connection, updated, found, run_id, source, now)
-        total += len(updated)
+        total += fixed
 
 
 def _fix_pending_in_postgresql(session, connection, gateway, run_id, source, now, confirm):
@@ -375,146 +360,92 @@ def _fix_pending_in_postgresql(session, connection, gateway, run_id, source, now
         after = ids[-1]
         # a concurrent IPN or run holding a row makes us wait, then re-check its status
         found = {row.id: row for row in connection.execute(
-            sa.select(payments.c.id, payments.c.status, fix.c.line)
+            sa.select(payments.c.id, fix.c.line, fix.c.paid_at, fix.c.gateway_txn_no)
             .join(fix, fix.c.id == payments.c.id)
             .where(payments.c.id.in_(ids), payments.c.status.in_(FIXABLE))
             .order_by(payments.c.id)
             .with_for_update(of=payments)
         )}
-        if not found:
-            continue
-        updated = connection.execute(
-            payments.update()
-            .where(payments.c.id.in_(list(found)), payments.c.status.in_(FIXABLE), fix.c.id == payments.c.id)
-            .values(status="succeeded", paid_at=fix.c.paid_at, gateway_txn_no=fix.c.gateway_txn_no, updated_at=now)
-            .returning(
-                payments.c.id, payments.c.txn_ref, payments.c.dossier_code, payments.c.amount, payments.c.gateway,
-                payments.c.gateway_txn_no, payments.c.paid_at,
-            )
-        ).all()
-        if updated:
-            _record_fixes(session, connection, updated, found, run_id, source, now)
-            total += len(updated)
+        if found:
+            total += _settle_chunk(session, connection, found, run_id, source, now)
 
 
-def _record_fixes(session, connection, updated, found, run_id, source, now):
-    """History, one ``payment_succeeded`` each through the outbox, the charge, and the fixed findings.
+class _BatchOutbox:
+    """The outbox of a run: the bus's outbox handler adds rows, one multi-row INSERT stores a chunk's."""
 
-    As for an IPN: the success pays the dossier's charge, unless the charge is
-    already paid by another payment or gone, in which case this payment moves on
-    to refund_pending (the service's refund loop returns the money).
+    def __init__(self, connection, session):
+        self._connection = connection
+        self._session = session
+        self._rows = []
+
+    def add(self, event_type, payload, aggregate_key):
+        self._rows.append({
+            "event_id": payload["event_id"], "event_type": event_type, "aggregate_key": aggregate_key,
+            "payload": payload, "headers": None, "created_at": utcnow(), "attempts": 0,
+        })
+
+    def flush(self):
+        from portal_shared import outbox
+        from portal_shared.schema import outbox_table
+
+        if self._rows:
+            self._connection.execute(outbox_table.insert(), self._rows)
+            self._session.info[outbox.PENDING_FLAG] = True  # wake the relay after commit
+        self._rows = []
+
+
+def _settle_chunk(session, connection, found, run_id, source, now):
+    """Settle the locked payments of ``found`` (id → line, paid_at, gateway_txn_no) the file says succeeded.
+
+    Each goes through ``Payment.settle`` with its dossier's charge, as for an
+    IPN: the success pays the charge, unless the charge is already paid by
+    another payment or gone, in which case the aggregate moves the payment on
+    to refund_pending (the service's refund loop returns the money). The
+    aggregates are stored a chunk at a time; their events go through the bus's
+    in-transaction handlers (one ``payment_succeeded`` each, in the outbox).
+    Returns how many were fixed.
     """
-    from portal_shared import outbox
+    from types import SimpleNamespace
 
-    build_payload = _payload_builder()
-    refund_reasons = _settle_charges(connection, updated, now)
-    history, events, items, refunds = [], [], [], []
-    for payment in updated:
-        old_status, line = found[payment.id].status, found[payment.id].line
-        history.append({
-            "payment_id": payment.id, "txn_ref": payment.txn_ref, "old_status": old_status, "new_status": "succeeded",
-            "source": HISTORY_SOURCE, "at": now,
-            "evidence": {
-                "run_id": run_id, "file": source, "line": line, "gateway_txn_no": payment.gateway_txn_no,
-                "amount": payment.amount, "paid_at": isoformat(payment.paid_at),
-            },
-        })
-        payload = build_payload(payment)
-        events.append({
-            "event_id": payload["event_id"], "event_type": EVENT_TYPE, "aggregate_key": payment.dossier_code,
-            "payload": payload, "headers": None, "created_at": now, "attempts": 0,
-        })
-        refund_reason = refund_reasons.get(payment.id)
-        if refund_reason is not None:
-            history.append({
-                "payment_id": payment.id, "txn_ref": payment.txn_ref, "old_status": "succeeded",
-                "new_status": "refund_pending", "source": "refund", "at": now, "evidence": {"reason": refund_reason},
-            })
-            refunds.append({"b_id": payment.id, "b_reason": refund_reason})
+    from payment import messagebus
+    from payment.repositories import SqlCharges, SqlPayments
+
+    charges = SqlCharges(connection)
+    repository = SqlPayments(connection, charges)
+    loaded = [payment for payment in repository.by_ids(sorted(found)) if payment.status in SETTLEABLE]
+    by_dossier = charges.get_many_for_update({payment.dossier_code for payment in loaded})
+    outbox = _BatchOutbox(connection, session)
+    unit = SimpleNamespace(outbox=outbox)
+    items, to_refund = [], 0
+    for payment in loaded:
+        fix = found[payment.id]
+        old_status = payment.status
+        payment.charge = by_dossier.get(payment.dossier_code)
+        evidence = {"run_id": run_id, "file": source, "line": fix.line, "gateway_txn_no": fix.gateway_txn_no,
+                    "amount": payment.amount, "paid_at": isoformat(fix.paid_at)}
+        report = PaymentReport(payment.txn_ref, Outcome.succeeded, payment.amount, fix.gateway_txn_no, fix.paid_at)
+        payment.settle(report, Source.reconciliation, now, evidence)
+        for event in payment.events:
+            messagebus.handle_in_transaction(event, unit)
+        payment.events.clear()
+        refund_reason = payment.refund_reason if payment.status is Status.refund_pending else None
+        to_refund += refund_reason is not None
         items.append({
-            "run_id": run_id, "outcome": "fixed", "line": line, "txn_ref": payment.txn_ref,
-            "dossier_code": payment.dossier_code, "gateway_txn_no": payment.gateway_txn_no, "local_status": old_status,
-            "gateway_status": "success", "local_amount": payment.amount, "gateway_amount": payment.amount,
-            "paid_at": payment.paid_at,
+            "run_id": run_id, "outcome": "fixed", "line": fix.line, "txn_ref": payment.txn_ref,
+            "dossier_code": payment.dossier_code, "gateway_txn_no": payment.gateway_txn_no,
+            "local_status": old_status.value, "gateway_status": "success", "local_amount": payment.amount,
+            "gateway_amount": payment.amount, "paid_at": payment.paid_at,
             "reason": f"to be refunded: {refund_reason}" if refund_reason else None,
         })
-    if refunds:
-        connection.execute(
-            payments.update().where(payments.c.id == sa.bindparam("b_id"))
-            .values(status="refund_pending", refund_reason=sa.bindparam("b_reason"), updated_at=now),
-            refunds,
-        )
-        log.warning("reconciliation_payments_to_refund", run_id=run_id, count=len(refunds))
-    connection.execute(payment_history.insert(), history)
-    connection.execute(outbox_table.insert(), events)
+    if not loaded:
+        return 0
+    repository.save(loaded)
+    charges.save(list(by_dossier.values()))
+    outbox.flush()
     connection.execute(reconciliation_items.insert(), items)
-    session.info[outbox.PENDING_FLAG] = True  # wake the relay after commit
-
-
-def _settle_charges(connection, updated, now):
-    """Mark the charges these successes pay; return ``{payment_id: refund reason}`` for the others."""
-    codes = sorted({payment.dossier_code for payment in updated})
-    statement = (
-        sa.select(charges.c.dossier_code, charges.c.status, charges.c.paid_txn_ref)
-        .where(charges.c.dossier_code.in_(codes))
-        .order_by(charges.c.dossier_code)
-    )
-    if connection.dialect.name == "postgresql":
-        statement = statement.with_for_update()  # lock order as in use_cases: payments, then charges
-    state = {row.dossier_code: (row.status, row.paid_txn_ref) for row in connection.execute(statement)}
-    paid, refund_reasons = [], {}
-    for payment in sorted(updated, key=lambda row: row.id):
-        status, paid_txn_ref = state.get(payment.dossier_code, (None, None))
-        decision = decide_success(status, paid_txn_ref, payment.txn_ref)
-        if decision.keep:
-            state[payment.dossier_code] = (ChargeStatus.paid.value, payment.txn_ref)
-            paid.append({"b_code": payment.dossier_code, "b_txn_ref": payment.txn_ref})
-        else:
-            refund_reasons[payment.id] = decision.refund_reason
-    if paid and connection.dialect.name == "postgresql":
-        # one statement for the whole chunk, not one round trip per charge
-        connection.execute(
-            sa.text(
-                "UPDATE charges SET status = :status, paid_txn_ref = v.txn_ref, updated_at = :now"
-                " FROM unnest(CAST(:codes AS text[]), CAST(:refs AS text[])) AS v(code, txn_ref)"
-                " WHERE charges.dossier_code = v.code"
-            ).bindparams(sa.bindparam("now", type_=charges.c.updated_at.type)),
-            {"status": ChargeStatus.paid.value, "now": now, "codes": [row["b_code"] for row in paid],
-             "refs": [row["b_txn_ref"] for row in paid]},
-        )
-    elif paid:
-        connection.execute(
-            charges.update().where(charges.c.dossier_code == sa.bindparam("b_code"))
-            .values(status=ChargeStatus.paid.value, paid_txn_ref=sa.bindparam("b_txn_ref"), updated_at=now),
-            paid,
-        )
-    return refund_reasons
-
-
-def _payload_builder():
-    """The service's own payload fields when it has them, so every path emits the same event."""
-    try:
-        from payment.use_cases import payment_succeeded_payload
-    except ImportError:
-        return succeeded_payload
-    from portal_shared.outbox import new_event
-
-    return lambda payment: new_event(**payment_succeeded_payload(payment))
-
-
-def succeeded_payload(payment):
-    """The contract's ``payment_succeeded`` payload for a payments row."""
-    from portal_shared.outbox import new_event
-
-    return new_event(
-        txn_ref=payment.txn_ref,
-        dossier_code=payment.dossier_code,
-        amount=payment.amount,
-        gateway=payment.gateway,
-        gateway_txn_no=payment.gateway_txn_no,
-        paid_at=isoformat(payment.paid_at),
-    )
-
+    if to_refund:
+        log.warning("reconciliation_payments_to_refund", run_id=run_id, count=to_refund)
+    return len(loaded)
 
 
 def _classify(staging, local, gateway, in_file=None):
@@ -607,7 +538,7 @@ def _record_missing_at_gateway(connection, staging, gateway, run_id, dates):
         payments.c.gateway_txn_no, payments.c.status, payments.c.amount, payments.c.paid_at,
     ).where(
         payments.c.gateway == gateway,
-        payments.c.status == "succeeded",
+        payments.c.status == Status.succeeded.value,
         within,
         ~sa.exists().where(staging.c.txn_ref == payments.c.txn_ref),
     )
@@ -633,7 +564,7 @@ def _record_findings_in_postgresql(connection, staging, gateway, run_id, dates):
     outcome, reason = _classify(staging, local, gateway, in_file=in_file)
     if dates:
         within = _paid_on(local.c.paid_at, dates)
-        missing = sa.and_(~in_file, local.c.gateway == gateway, local.c.status == "succeeded", within)
+        missing = sa.and_(~in_file, local.c.gateway == gateway, local.c.status == Status.succeeded.value, within)
     else:
         missing = sa.false()
     classified = (

@@ -1,0 +1,254 @@
+"""SQLAlchemy Core repositories of the payment service: aggregates in, aggregates out.
+
+Only the unit of work (``unit_of_work.SqlUnitOfWork``) and reconciliation's
+bulk fix step use them; the use cases see them through the unit of work.
+Locks are taken in one order: payment rows first, then the dossier's charge row.
+"""
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from payment.domain.model import Charge, ChargeStatus, Payment, Source, Status
+from payment.orm import charges, payment_history, payments
+from portal_shared.inbox import claim_event
+from portal_shared.outbox import record_event
+
+PAYMENT_FIELDS = ("status", "pay_url", "gateway_txn_no", "paid_at", "updated_at", "refund_reason", "refund_error",
+                  "refund_attempts", "refunded_at")
+CHARGE_FIELDS = ("amount", "status", "paid_txn_ref", "procedure_name", "agency_code", "source_event_id", "updated_at")
+
+
+def payment_from_row(row):
+    values = row._mapping if hasattr(row, "_mapping") else row
+    return Payment(
+        id=values["id"], txn_ref=values["txn_ref"], dossier_code=values["dossier_code"], amount=int(values["amount"]),
+        gateway=values["gateway"], status=Status(values["status"]), pay_url=values["pay_url"],
+        gateway_txn_no=values["gateway_txn_no"], created_at=values["created_at"], expires_at=values["expires_at"],
+        paid_at=values["paid_at"], updated_at=values["updated_at"], client_ip=values["client_ip"],
+        refund_reason=values["refund_reason"], refund_error=values["refund_error"],
+        refund_attempts=values["refund_attempts"] or 0, refunded_at=values["refunded_at"],
+    )
+
+
+def payment_values(payment, names=PAYMENT_FIELDS):
+    values = {name: getattr(payment, name) for name in names}
+    values["status"] = payment.status.value
+    return values
+
+
+def charge_from_row(row):
+    values = row._mapping if hasattr(row, "_mapping") else row
+    return Charge(
+        dossier_code=values["dossier_code"], amount=int(values["amount"]), status=ChargeStatus(values["status"]),
+        paid_txn_ref=values["paid_txn_ref"], procedure_name=values["procedure_name"],
+        agency_code=values["agency_code"], source_event_id=values["source_event_id"],
+        created_at=values["created_at"], updated_at=values["updated_at"],
+    )
+
+
+def jsonable(evidence):
+    """Evidence as JSON can store it (datetimes and the like as text)."""
+    if evidence is None:
+        return None
+    if isinstance(evidence, dict):
+        return {str(key): jsonable(value) for key, value in evidence.items()}
+    if isinstance(evidence, (list, tuple)):
+        return [jsonable(value) for value in evidence]
+    if isinstance(evidence, (str, int, float, bool)):
+        return evidence
+    return str(evidence)
+
+
+def history_values(payment, entry):
+    return {
+        "payment_id": payment.id, "txn_ref": payment.txn_ref,
+        "old_status": entry.old_status.value if entry.old_status is not None else None,
+        "new_status": entry.new_status.value, "source": Source(entry.source).value, "at": entry.at,
+        "evidence": jsonable(entry.evidence),
+    }
+
+
+class SqlPayments:
+    def __init__(self, connection, charges_repository):
+        self._connection = connection  # a Session or a Connection: both execute Core statements
+        self._charges = charges_repository
+        self.seen = []
+
+    def _track(self, payment):
+        if payment is not None:
+            self.seen.append(payment)
+        return payment
+
+    def add(self, payment):
+        values = {**payment_values(payment), "txn_ref": payment.txn_ref, "dossier_code": payment.dossier_code,
+                  "amount": payment.amount, "gateway": payment.gateway, "created_at": payment.created_at,
+                  "expires_at": payment.expires_at, "client_ip": payment.client_ip}
+        payment.id = self._connection.execute(payments.insert().values(**values).returning(payments.c.id)).scalar_one()
+        payment.changed = False
+        return self._track(payment)
+
+    def get(self, txn_ref):
+        """The payment without a lock (a read), or None."""
+        row = self._connection.execute(sa.select(payments).where(payments.c.txn_ref == txn_ref)).mappings().first()
+        return payment_from_row(row) if row is not None else None
+
+    def get_for_update(self, txn_ref, gateway=None, skip_locked=False, with_charge=True):
+        """The payment with its row locked (and its charge's, after it), or None.
+
+        ``skip_locked``: None also when another transaction holds the row.
+        """
+        statement = sa.select(payments).where(payments.c.txn_ref == txn_ref)
+        if gateway is not None:
+            statement = statement.where(payments.c.gateway == gateway)
+        row = self._connection.execute(statement.with_for_update(skip_locked=skip_locked)).mappings().first()
+        if row is None:
+            return None
+        payment = payment_from_row(row)
+        if with_charge:
+            payment.charge = self._charges.get_for_update(payment.dossier_code)
+        return self._track(payment)
+
+    def by_ids(self, ids):
+        """Payments by id, in id order, for a caller that holds their locks already (reconciliation)."""
+        rows = self._connection.execute(
+            sa.select(payments).where(payments.c.id.in_(list(ids))).order_by(payments.c.id)).mappings().all()
+        return [self._track(payment_from_row(row)) for row in rows]
+
+    def succeeded_for_update(self, dossier_code):
+        rows = self._connection.execute(
+            sa.select(payments).where(payments.c.dossier_code == dossier_code,
+                                      payments.c.status == Status.succeeded.value)
+            .order_by(payments.c.id).with_for_update()
+        ).mappings().all()
+        return [self._track(payment_from_row(row)) for row in rows]
+
+    def find_reusable(self, dossier_code, gateway, amount, after):
+        row = self._connection.execute(
+            sa.select(payments).where(
+                payments.c.dossier_code == dossier_code, payments.c.gateway == gateway,
+                payments.c.status == Status.pending.value, payments.c.amount == amount,
+                payments.c.pay_url.is_not(None), payments.c.expires_at > after,
+            ).order_by(payments.c.id.desc()).limit(1)
+        ).mappings().first()
+        return payment_from_row(row) if row is not None else None
+
+    def count_for_dossier(self, dossier_code):
+        return self._connection.execute(
+            sa.select(sa.func.count()).select_from(payments).where(payments.c.dossier_code == dossier_code)
+        ).scalar_one()
+
+    def for_dossier(self, dossier_code, limit=200):
+        rows = self._connection.execute(
+            sa.select(payments).where(payments.c.dossier_code == dossier_code).order_by(payments.c.id).limit(limit)
+        ).mappings().all()
+        return [payment_from_row(row) for row in rows]
+
+    def txn_refs_in(self, status, limit):
+        return self._connection.execute(
+            sa.select(payments.c.txn_ref).where(payments.c.status == Status(status).value)
+            .order_by(payments.c.id).limit(limit)
+        ).scalars().all()
+
+    def claim_refund_attempt(self, payment, previous, lease_cutoff):
+        """Store the attempt ``payment.claim_refund_attempt`` took, only if no one else took it meanwhile."""
+        return self._connection.execute(
+            payments.update().where(
+                payments.c.id == payment.id, payments.c.status == Status.refund_pending.value,
+                sa.func.coalesce(payments.c.refund_attempts, 0) == previous,
+                sa.or_(payments.c.refund_attempts.is_(None), payments.c.refund_attempts == 0,
+                       payments.c.refund_error.is_not(None), payments.c.updated_at <= lease_cutoff),
+            ).values(refund_attempts=payment.refund_attempts, refund_error=None, updated_at=payment.updated_at)
+        ).rowcount == 1
+
+    def save(self, payments_to_save):
+        """Write the changed payments and their new history entries (a few statements for many payments)."""
+        changed = [payment for payment in payments_to_save if payment.changed and payment.id is not None]
+        if changed:
+            self._connection.execute(
+                payments.update().where(payments.c.id == sa.bindparam("b_id")).values(
+                    **{name: sa.bindparam(f"b_{name}") for name in PAYMENT_FIELDS}),
+                [{"b_id": payment.id, **{f"b_{k}": v for k, v in payment_values(payment).items()}}
+                 for payment in changed],
+            )
+        entries = [history_values(payment, entry) for payment in payments_to_save for entry in payment.history]
+        if entries:
+            self._connection.execute(payment_history.insert(), entries)
+        for payment in payments_to_save:
+            payment.changed = False
+            payment.history.clear()
+
+    def amend_creation_evidence(self, payment, evidence):
+        """The gateway's checkout answer joins the evidence of the payment's creation entry."""
+        self._connection.execute(payment_history.update().where(
+            payment_history.c.payment_id == payment.id, payment_history.c.source == Source.create.value,
+        ).values(evidence=jsonable(evidence)))
+
+
+class SqlCharges:
+    def __init__(self, connection):
+        self._connection = connection
+        self.seen = []
+
+    def _dialect(self):
+        bind = self._connection.get_bind() if hasattr(self._connection, "get_bind") else self._connection
+        return bind.dialect.name
+
+    def get_for_update(self, dossier_code):
+        row = self._connection.execute(
+            sa.select(charges).where(charges.c.dossier_code == dossier_code).with_for_update()
+        ).mappings().first()
+        if row is None:
+            return None
+        charge = charge_from_row(row)
+        self.seen.append(charge)
+        return charge
+
+    def get_many_for_update(self, dossier_codes):
+        """``{dossier_code: Charge}`` for these dossiers, locked in code order."""
+        statement = sa.select(charges).where(charges.c.dossier_code.in_(sorted(dossier_codes))) \
+            .order_by(charges.c.dossier_code)
+        if self._dialect() == "postgresql":
+            statement = statement.with_for_update()
+        found = {row["dossier_code"]: charge_from_row(row) for row in self._connection.execute(statement).mappings()}
+        self.seen.extend(found.values())
+        return found
+
+    def add_if_missing(self, charge):
+        """Insert ``charge`` unless the dossier has one already; then lock and return the stored one."""
+        insert = postgresql.insert if self._dialect() == "postgresql" else sqlite.insert
+        values = {name: getattr(charge, name) for name in CHARGE_FIELDS}
+        values.update(status=charge.status.value, dossier_code=charge.dossier_code, created_at=charge.created_at)
+        self._connection.execute(insert(charges).values(**values).on_conflict_do_nothing())
+        return self.get_for_update(charge.dossier_code)
+
+    def save(self, charges_to_save):
+        changed = [charge for charge in charges_to_save if charge.changed]
+        if changed:
+            self._connection.execute(
+                charges.update().where(charges.c.dossier_code == sa.bindparam("b_code")).values(
+                    **{name: sa.bindparam(f"b_{name}") for name in CHARGE_FIELDS}),
+                [{"b_code": charge.dossier_code, **{f"b_{name}": getattr(charge, name) for name in CHARGE_FIELDS},
+                  "b_status": charge.status.value} for charge in changed],
+            )
+        for charge in changed:
+            charge.changed = False
+
+
+class SqlOutbox:
+    """The contract's events, recorded in the caller's transaction (``portal_shared.outbox``)."""
+
+    def __init__(self, session, call_id_stack=None):
+        self._session = session
+        self._call_id_stack = call_id_stack
+
+    def add(self, event_type, payload, aggregate_key):
+        record_event(self._session, event_type, payload, aggregate_key=aggregate_key,
+                     call_id_stack=self._call_id_stack)
+
+
+class SqlInbox:
+    def __init__(self, session):
+        self._session = session
+
+    def claim(self, consumer, event_id):
+        """True the first time ``consumer`` sees ``event_id`` (its claim is part of this transaction)."""
+        return claim_event(self._session, consumer, event_id)
