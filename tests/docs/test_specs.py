@@ -176,10 +176,24 @@ def test_a_real_dossier_matches_the_documented_result(dossier):
 
 
 def payment_row(status="succeeded", **extra):
+    """A payment aggregate as the repository loads it."""
+    from payment.domain.model import Payment, Status
+
     now = utcnow()
-    return {"txn_ref": "P2612040001", "dossier_code": "STP-HN-261204-ABCDEF", "amount": 200_000,
-            "gateway": "vnpay", "status": status, "pay_url": "https://pay.example/x", "gateway_txn_no": "14412345",
-            "created_at": now, "expires_at": now + timedelta(minutes=15), "paid_at": now, **extra}
+    fields = {"txn_ref": "P2612040001", "dossier_code": "STP-HN-261204-ABCDEF", "amount": 200_000,
+              "gateway": "vnpay", "status": Status(status), "pay_url": "https://pay.example/x",
+              "gateway_txn_no": "14412345", "created_at": now, "expires_at": now + timedelta(minutes=15),
+              "updated_at": now, "paid_at": now, **extra}
+    return Payment(**fields)
+
+
+def payment_event(kind, payment, **extra):
+    """The domain event ``kind`` (``PaymentSucceeded``...) of ``payment``, as the aggregate records it."""
+    from payment.domain import events
+
+    return getattr(events, kind)(txn_ref=payment.txn_ref, dossier_code=payment.dossier_code, amount=payment.amount,
+                                 gateway=payment.gateway, gateway_txn_no=payment.gateway_txn_no,
+                                 paid_at=payment.paid_at, **extra)
 
 
 def test_a_real_payment_matches_the_documented_result():
@@ -207,24 +221,33 @@ def test_a_real_notification_matches_the_documented_result():
 def published(monkeypatch):
     """The events the producers' own code builds, captured where they go into the outbox."""
     from dossier import use_cases as dossier_use_cases
-    from payment import use_cases as payment_use_cases
+    from payment import messagebus
 
     captured = []
 
     def record(session, event_type, payload, **kwargs):
         captured.append((event_type, json.loads(json.dumps(payload))))
 
+    class Outbox:  # payment's unit of work hands the bus an outbox; this one keeps what it is given
+        def add(self, event_type, payload, aggregate_key):
+            record(None, event_type, payload)
+
+    class UnitOfWork:
+        outbox = Outbox()
+
+    def emit(kind, payment, **extra):
+        messagebus.record_in_outbox(payment_event(kind, payment, **extra), UnitOfWork())
+
     monkeypatch.setattr(dossier_use_cases, "record_event", record)
-    monkeypatch.setattr(payment_use_cases, "record_event", record)
-    return captured, dossier_use_cases, payment_use_cases
+    return captured, dossier_use_cases, emit
 
 
 def test_the_published_events_match_the_documented_payloads(published, dossier):
-    captured, dossier_use_cases, payment_use_cases = published
+    captured, dossier_use_cases, emit = published
     dossier_use_cases._publish_changes(None, dossier, None)
-    payment_use_cases._emit(None, "payment_succeeded", payment_row(), None)
-    payment_use_cases._emit(None, "payment_failed", payment_row("failed", paid_at=None), None, reason="24: cancelled")
-    payment_use_cases._emit(None, "payment_refunded", payment_row("refunded"), None)
+    emit("PaymentSucceeded", payment_row())
+    emit("PaymentFailed", payment_row("failed", paid_at=None), reason="24: cancelled")
+    emit("PaymentRefunded", payment_row("refunded"))
     kinds = [event_type for event_type, _ in captured]
     assert kinds == ["dossier_status_changed"] * 3 + ["payment_succeeded", "payment_failed", "payment_refunded"]
     for event_type, payload in captured:
@@ -269,10 +292,10 @@ def test_each_consumer_schema_reads_the_documented_event(consumer):
 
 
 def test_each_consumer_schema_loads_a_real_event(published, dossier):
-    captured, dossier_use_cases, payment_use_cases = published
+    captured, dossier_use_cases, emit = published
     dossier_use_cases._publish_changes(None, dossier, None)
-    payment_use_cases._emit(None, "payment_succeeded", payment_row(), None)
-    payment_use_cases._emit(None, "payment_refunded", payment_row("refunded"), None)
+    emit("PaymentSucceeded", payment_row())
+    emit("PaymentRefunded", payment_row("refunded"))
     by_type = {event_type: payload for event_type, payload in captured}
     for consumer, (service, schema_name, component) in CONSUMERS.items():
         event_type = re.sub(r"(?<!^)(?=[A-Z])", "_", component.removesuffix("Event")).lower()
