@@ -9,7 +9,9 @@ from datetime import datetime
 
 
 @dataclass(frozen=True)
-class PaymentSucceeded:
+class _PaymentOutcome:
+    """What every payment event carries: the contract's fields (docs/reference.md section 3.3)."""
+
     txn_ref: str
     dossier_code: str
     amount: int
@@ -19,24 +21,18 @@ class PaymentSucceeded:
 
 
 @dataclass(frozen=True)
-class PaymentFailed:
-    txn_ref: str
-    dossier_code: str
-    amount: int
-    gateway: str
-    gateway_txn_no: str | None
-    paid_at: datetime | None
+class PaymentSucceeded(_PaymentOutcome):
+    pass
+
+
+@dataclass(frozen=True)
+class PaymentFailed(_PaymentOutcome):
     reason: str | None
 
 
 @dataclass(frozen=True)
-class PaymentRefunded:
-    txn_ref: str
-    dossier_code: str
-    amount: int
-    gateway: str
-    gateway_txn_no: str | None
-    paid_at: datetime | None
+class PaymentRefunded(_PaymentOutcome):
+    pass
 
 
 @dataclass(frozen=True)
