@@ -15,10 +15,10 @@ import time
 
 import eventlet
 from kombu import Connection
-from nameko.extensions import DependencyProvider
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from werkzeug.wrappers import Response
 
+from portal_shared.background import BackgroundLoop
 from portal_shared.config import get_float
 from portal_shared.db import Database
 from portal_shared.logs import get_logger
@@ -65,28 +65,22 @@ class Readiness:
         return generate_latest()
 
 
-class Monitoring(DependencyProvider):
-    """Worker metrics and the cached readiness check."""
+class Monitoring(BackgroundLoop):
+    """Worker metrics and the cached readiness check (re-run by the background loop)."""
+
+    thread_name = "readiness_check"
 
     def setup(self):
+        super().setup()
         self._started = {}
         self.interval = get_float(self.container.config, "READINESS_CHECK_SECONDS", 5.0)
         self.last_check = None  # (monotonic time, ready, details)
-        self._thread = None
 
     def start(self):
         self._check()  # a first answer before the server takes requests
-        self._thread = self.container.spawn_managed_thread(self._watch, identifier="readiness_check")
+        super().start()
 
-    def stop(self):
-        if self._thread is not None:
-            self._thread.kill()
-            self._thread = None
-
-    def kill(self):
-        self.stop()
-
-    def _watch(self):
+    def loop(self):
         while True:
             eventlet.sleep(self.interval)
             self._check()

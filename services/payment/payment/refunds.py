@@ -9,38 +9,29 @@ background thread of the container sends the refunds; whatever it cannot do
 (a crash, a refusal) is retried by the pending-payments timer.
 """
 from eventlet.queue import LightQueue
-from nameko.extensions import DependencyProvider
 
 from payment.commands import RefundPayment
 from payment.gateways.provider import Gateways
 from payment.messagebus import MessageBus
 from payment.unit_of_work import SqlUnitOfWork
+from portal_shared.background import BackgroundLoop
 from portal_shared.db import Database, UnitOfWork
 from portal_shared.logs import get_logger
 
 log = get_logger(__name__)
 
 
-class BackgroundRefunds(DependencyProvider):
+class BackgroundRefunds(BackgroundLoop):
+    thread_name = "background_refunds"
+
     def setup(self):
+        super().setup()
         self.queue = LightQueue()
-        self._thread = None
-
-    def start(self):
-        self._thread = self.container.spawn_managed_thread(self._run, identifier="background_refunds")
-
-    def stop(self):
-        if self._thread is not None:
-            self._thread.kill()
-            self._thread = None
-
-    def kill(self):
-        self.stop()
 
     def _provider(self, kind):
         return next(extension for extension in self.container.dependencies if isinstance(extension, kind))
 
-    def _run(self):
+    def loop(self):
         database, gateways = self._provider(Database), self._provider(Gateways)
         while True:
             txn_ref = self.queue.get()
