@@ -126,11 +126,14 @@ def test_drift_check_finds_and_fixes_what_the_portal_lost_or_shows_differently(
     assert "checked 3: 1 unknown to the portal, 1 in another status" in report, report
     assert f"{lost}: unknown to the portal" in report and f"{other}: portal 2, ours 4" in report
 
-    wait_for(lambda: national_portal.dossiers.get(lost, {}).get("TrangThaiHoSo") == "4", timeout=15,
-             message="the lost dossier sent again")
+    # the record goes first and its progress entries after it: wait for the last of them
+    wait_for(lambda: national_portal.statuses(lost) == ["1", "2", "4"], timeout=15,
+             message="the lost dossier sent again, from scratch, each step once")
     wait_for(lambda: national_portal.dossiers[other]["TrangThaiHoSo"] == "4", timeout=15,
              message="the other status corrected")
-    assert national_portal.statuses(lost) == ["1", "2", "4"]      # resent from scratch, each step once
+    assert national_portal.dossiers[lost]["TrangThaiHoSo"] == "4"
+    eventlet_sleep(0.5)                                              # nothing more follows
+    assert national_portal.statuses(lost) == ["1", "2", "4"]
     assert national_portal.statuses(other) == ["1", "2", "4"]     # its steps were there: not repeated
     assert national_portal.statuses(fine) == ["1", "2", "4"]
     out = io.StringIO()
