@@ -4,10 +4,12 @@ Two tables say what follows an event. ``IN_TRANSACTION`` handlers run inside
 the transaction that raised it, when the unit of work commits (the contract's
 event goes into the outbox with the status change, or neither does);
 ``AFTER_COMMIT`` handlers run once it has committed (a refund request: a
-gateway call, never under a lock).
+gateway call, never under a lock). The dispatching is
+``portal_shared.unit_of_work``'s.
 """
 from payment import commands, use_cases
 from payment.domain.events import PaymentFailed, PaymentRefunded, PaymentSucceeded, RefundRequired
+from portal_shared import unit_of_work
 from portal_shared.logs import get_logger
 from portal_shared.outbox import new_event
 from portal_shared.timeutil import isoformat
@@ -70,24 +72,20 @@ def handle_in_transaction(event, uow):
         handler(event, uow)
 
 
-class MessageBus:
+class MessageBus(unit_of_work.MessageBus):
     """``handle(command)``: the use case's result, after the events it raised have been dispatched.
 
     ``request_refund(txn_ref)`` is where refunds go: a background queue for a
     callback (the gateway never waits), a direct ``RefundPayment`` for the timer.
     """
 
+    command_handlers = COMMAND_HANDLERS
+    after_commit = AFTER_COMMIT
+
     def __init__(self, uow, settings, request_refund=None):
-        self.uow = uow
+        super().__init__(uow, settings=settings)
         self.settings = settings
         self.request_refund = request_refund or self._refund_now
-
-    def handle(self, command):
-        result = COMMAND_HANDLERS[type(command)](command, self.uow, self.settings)
-        for event in self.uow.collect_new_events():
-            for handler in AFTER_COMMIT.get(type(event), ()):
-                handler(event, self)
-        return result
 
     def _refund_now(self, txn_ref):
         return self.handle(commands.RefundPayment(txn_ref))

@@ -9,8 +9,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from payment.domain.model import Charge, ChargeStatus, Payment, Source, Status
 from payment.orm import charges, payment_history, payments
-from portal_shared.inbox import claim_event
-from portal_shared.outbox import record_event
 
 PAYMENT_FIELDS = ("status", "pay_url", "gateway_txn_no", "paid_at", "updated_at", "refund_reason", "refund_error",
                   "refund_attempts", "refunded_at")
@@ -231,24 +229,3 @@ class SqlCharges:
             )
         for charge in changed:
             charge.changed = False
-
-
-class SqlOutbox:
-    """The contract's events, recorded in the caller's transaction (``portal_shared.outbox``)."""
-
-    def __init__(self, session, call_id_stack=None):
-        self._session = session
-        self._call_id_stack = call_id_stack
-
-    def add(self, event_type, payload, aggregate_key):
-        record_event(self._session, event_type, payload, aggregate_key=aggregate_key,
-                     call_id_stack=self._call_id_stack)
-
-
-class SqlInbox:
-    def __init__(self, session):
-        self._session = session
-
-    def claim(self, consumer, event_id):
-        """True the first time ``consumer`` sees ``event_id`` (its claim is part of this transaction)."""
-        return claim_event(self._session, consumer, event_id)

@@ -1,0 +1,29 @@
+"""The outbox and inbox as repositories of a unit of work (``portal_shared.unit_of_work``).
+
+Each writes in the unit of work's session, so an event recorded or claimed
+commits or rolls back with the change it belongs to. Fakes for unit tests keep
+the same two methods.
+"""
+from portal_shared.inbox import claim_event
+from portal_shared.outbox import record_event
+
+
+class SqlOutbox:
+    """The contract's events, recorded in the caller's transaction (``portal_shared.outbox``)."""
+
+    def __init__(self, session, call_id_stack=None):
+        self._session = session
+        self._call_id_stack = call_id_stack
+
+    def add(self, event_type, payload, aggregate_key):
+        record_event(self._session, event_type, payload, aggregate_key=aggregate_key,
+                     call_id_stack=self._call_id_stack)
+
+
+class SqlInbox:
+    def __init__(self, session):
+        self._session = session
+
+    def claim(self, consumer, event_id):
+        """True the first time ``consumer`` sees ``event_id`` (its claim is part of this transaction)."""
+        return claim_event(self._session, consumer, event_id)
