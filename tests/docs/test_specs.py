@@ -218,9 +218,9 @@ def test_a_real_notification_matches_the_documented_result():
 # --- events -------------------------------------------------------------------------
 
 @pytest.fixture
-def published(monkeypatch):
+def published():
     """The events the producers' own code builds, captured where they go into the outbox."""
-    from dossier import use_cases as dossier_use_cases
+    from dossier import messagebus as dossier_bus
     from payment import messagebus
 
     captured = []
@@ -228,7 +228,7 @@ def published(monkeypatch):
     def record(session, event_type, payload, **kwargs):
         captured.append((event_type, json.loads(json.dumps(payload))))
 
-    class Outbox:  # payment's unit of work hands the bus an outbox; this one keeps what it is given
+    class Outbox:  # a unit of work hands the bus an outbox; this one keeps what it is given
         def add(self, event_type, payload, aggregate_key):
             record(None, event_type, payload)
 
@@ -238,13 +238,16 @@ def published(monkeypatch):
     def emit(kind, payment, **extra):
         messagebus.record_in_outbox(payment_event(kind, payment, **extra), UnitOfWork())
 
-    monkeypatch.setattr(dossier_use_cases, "record_event", record)
-    return captured, dossier_use_cases, emit
+    def publish_changes(dossier):
+        for change in dossier.events:
+            dossier_bus.record_in_outbox(change, UnitOfWork())
+
+    return captured, publish_changes, emit
 
 
 def test_the_published_events_match_the_documented_payloads(published, dossier):
-    captured, dossier_use_cases, emit = published
-    dossier_use_cases._publish_changes(None, dossier, None)
+    captured, publish_changes, emit = published
+    publish_changes(dossier)
     emit("PaymentSucceeded", payment_row())
     emit("PaymentFailed", payment_row("failed", paid_at=None), reason="24: cancelled")
     emit("PaymentRefunded", payment_row("refunded"))
@@ -292,8 +295,8 @@ def test_each_consumer_schema_reads_the_documented_event(consumer):
 
 
 def test_each_consumer_schema_loads_a_real_event(published, dossier):
-    captured, dossier_use_cases, emit = published
-    dossier_use_cases._publish_changes(None, dossier, None)
+    captured, publish_changes, emit = published
+    publish_changes(dossier)
     emit("PaymentSucceeded", payment_row())
     emit("PaymentRefunded", payment_row("refunded"))
     by_type = {event_type: payload for event_type, payload in captured}

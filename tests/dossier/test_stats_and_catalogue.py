@@ -5,7 +5,10 @@ import pytest
 from sqlalchemy.orm import sessionmaker
 
 from dossier import use_cases
+from dossier.commands import ActOnDossier, SubmitDossier
+from dossier.messagebus import MessageBus
 from dossier.procedures import CatalogueError, load_catalogue, parse_catalogue
+from dossier.unit_of_work import SqlUnitOfWork
 from portal_shared.db import UnitOfWork
 from portal_shared.timeutil import VN_TZ
 
@@ -17,16 +20,15 @@ APPLICANT = {"full_name": "Phạm Thị D", "id_number": "001199000111", "phone"
 @pytest.fixture
 def uow(dossier_database):
     dossier_database.truncate()
-    return UnitOfWork(sessionmaker(bind=dossier_database.engine, expire_on_commit=False), relay=None)
+    return SqlUnitOfWork(UnitOfWork(sessionmaker(bind=dossier_database.engine, expire_on_commit=False), relay=None))
 
 
 def walk(uow, catalogue, procedure_code, steps, agency=None):
     """Submit at MONDAY, then apply (action, days after MONDAY) steps."""
-    request = {"procedure_code": procedure_code, "applicant": dict(APPLICANT), "form_data": {}}
-    dossier = use_cases.submit_dossier(uow, catalogue, request, now=MONDAY)
+    bus = MessageBus(uow, catalogue=catalogue)
+    dossier = bus.handle(SubmitDossier(procedure_code, dict(APPLICANT), {}, now=MONDAY))
     for action, days in steps:
-        use_cases.act_on_dossier(uow, {"code": dossier.code, "action": action, "actor": "officer", "note": None},
-                                 now=MONDAY + timedelta(days=days))
+        bus.handle(ActOnDossier(dossier.code, action, "officer", now=MONDAY + timedelta(days=days)))
     return dossier.code
 
 

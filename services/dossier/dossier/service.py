@@ -1,8 +1,10 @@
-"""Nameko entrypoints of the dossier service: validate, call one use case, dump."""
+"""Nameko entrypoints of the dossier service: validate, build a command, hand it to the bus, dump."""
 from nameko.exceptions import RemoteError
 
 from dossier import permissions, use_cases
+from dossier.commands import ActOnDossier, RecordPayment, SubmitDossier
 from dossier.domain.model import InvalidTransition
+from dossier.messagebus import MessageBus
 from dossier.orm import Base  # noqa: F401  (tables known to Alembic autogenerate)
 from dossier.procedures import ProcedureCatalogue
 from dossier.schemas import (
@@ -14,6 +16,7 @@ from dossier.schemas import (
     SubmitDossierSchema,
     dump_dossier,
 )
+from dossier.unit_of_work import SqlUnitOfWork
 from dossier.use_cases import DossierNotFound, UnknownProcedure
 from portal_shared.auth import CallerIdentity, ServiceRpcProxy
 from portal_shared.db import Database
@@ -24,6 +27,7 @@ from portal_shared.logs import WorkerLogContext
 from portal_shared.rpc import rpc
 
 PAID_STATUSES = ("succeeded", "refund_pending", "refunded")  # refunds only ever follow a success
+INBOX_CONSUMER = "dossier.on_payment_succeeded"
 EXPECTED = (ValidationError, UnknownProcedure, DossierNotFound, InvalidTransition, Unauthorized, Forbidden)
 
 
@@ -44,7 +48,7 @@ class DossierService(HealthEndpoints):
             SubmitDossierSchema(),
             {"procedure_code": procedure_code, "applicant": applicant, "form_data": form_data},
         )
-        dossier = use_cases.submit_dossier(self.db, self.catalogue, request, self.log.call_id_stack, caller=caller)
+        dossier = self._bus().handle(SubmitDossier(**request, caller=caller))
         self.log.info("dossier_submitted", dossier_code=dossier.code, procedure_code=dossier.procedure.code,
                       applicant={key: request["applicant"][key] for key in ("id_number", "phone", "email")})
         return dump_dossier(dossier)
@@ -53,7 +57,7 @@ class DossierService(HealthEndpoints):
     def get_dossier(self, code):
         caller = self.caller.require()
         request = load(DossierCodeSchema(), {"code": code})
-        return dump_dossier(use_cases.get_dossier(self.db, request["code"], caller=caller))
+        return dump_dossier(use_cases.get_dossier(self._uow(), request["code"], caller=caller))
 
     @rpc(expected_exceptions=EXPECTED)
     def list_dossiers(self, applicant_id_number=None, status=None, agency_code=None, limit=50, offset=0):
@@ -63,14 +67,14 @@ class DossierService(HealthEndpoints):
             {"applicant_id_number": applicant_id_number, "status": status, "agency_code": agency_code,
              "limit": limit, "offset": offset},
         )
-        dossiers, total = use_cases.list_dossiers(self.db, permissions.list_scope(caller, request))
+        dossiers, total = use_cases.list_dossiers(self._uow(), permissions.list_scope(caller, request))
         return {"items": [dump_dossier(d) for d in dossiers], "total": total}
 
     @rpc(expected_exceptions=EXPECTED)
     def act_on_dossier(self, code, action, actor, note=None):
         caller = self.caller.require()
         request = load(ActOnDossierSchema(), {"code": code, "action": action, "actor": actor, "note": note})
-        dossier = use_cases.act_on_dossier(self.db, request, self.log.call_id_stack, caller=caller)
+        dossier = self._bus().handle(ActOnDossier(**request, caller=caller))
         self.log.info("dossier_transition", dossier_code=code, action=action, status=dossier.status.value,
                       actor=caller.subject, display_name=request["actor"])
         return dump_dossier(dossier)
@@ -79,15 +83,21 @@ class DossierService(HealthEndpoints):
     def dossier_stats(self, agency_code=None, since=None, until=None):
         caller = self.caller.require()
         request = load(StatsSchema(), {"agency_code": agency_code, "since": since, "until": until})
-        return use_cases.dossier_stats(self.db, permissions.stats_scope(caller, request))
+        return use_cases.dossier_stats(self._uow(), permissions.stats_scope(caller, request))
 
     @reliable_event_handler("payment", "payment_succeeded")
     def on_payment_succeeded(self, payload):
         event = load(PaymentSucceededSchema(), payload)
         self._confirm_payment(event)
-        dossier = use_cases.record_payment(self.db, "dossier.on_payment_succeeded", event, self.log.call_id_stack)
+        dossier = self._bus().handle(RecordPayment(INBOX_CONSUMER, event["event_id"], event["dossier_code"]))
         self.log.info("payment_recorded", dossier_code=event["dossier_code"], duplicate=dossier is None,
                       status=dossier.status.value if dossier else None)
+
+    def _uow(self):
+        return SqlUnitOfWork(self.db, self.log.call_id_stack)
+
+    def _bus(self):
+        return MessageBus(self._uow(), catalogue=self.catalogue)
 
     def _confirm_payment(self, event):
         """A payment_succeeded is applied only when the payment service confirms it: the payment exists,

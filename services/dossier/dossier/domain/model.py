@@ -42,7 +42,6 @@ STATUS_LABELS = {
     Status.processed: "Đã xử lý xong",
     Status.returned: "Đã trả kết quả",
 }
-FINAL = frozenset({Status.not_accepted, Status.withdrawn, Status.stopped, Status.returned})
 # While waiting for the citizen the office's clock stops.
 PAUSED = frozenset({Status.supplement_requested, Status.payment_requested})
 OPEN = frozenset({Status.accepted, Status.processing, Status.supplement_requested, Status.payment_requested})
@@ -109,13 +108,20 @@ class HistoryEntry:
 
 @dataclass(frozen=True)
 class StatusChanged:
-    """Raised on every status change; becomes ``dossier_status_changed``."""
+    """Raised on every status change; becomes ``dossier_status_changed`` with these fields.
+
+    It carries the dossier as it stands after the change (procedure, deadline,
+    applicant), so the event needs nothing else to be written.
+    """
 
     dossier_code: str
     old_status: Status | None
     new_status: Status
     at: datetime
     note: str | None
+    procedure: Procedure
+    applicant: Applicant
+    due_at: datetime | None
 
 
 @dataclass
@@ -153,9 +159,10 @@ class Dossier:
         allowed_from, target = TRANSITIONS[action]
         if self.status not in allowed_from:
             raise InvalidTransition(f"cannot {action} a dossier in status {self.status.value}")
+        if action == "accept":  # the deadline starts with the acceptance, and its event carries it
+            self.due_at = calendar.add_working_days(now, self.procedure.processing_days)
         self._enter(target, now, actor, note)
         if action == "accept":
-            self.due_at = calendar.add_working_days(now, self.procedure.processing_days)
             if self.procedure.fee > 0:
                 self._enter(Status.payment_requested, now, SYSTEM_ACTOR, "Yêu cầu nộp phí, lệ phí")
 
@@ -169,10 +176,6 @@ class Dossier:
         self._enter(Status.processing, now, SYSTEM_ACTOR, "Đã nộp phí, lệ phí trực tuyến")
         return True
 
-    @property
-    def is_final(self):
-        return self.status in FINAL
-
     def _enter(self, new_status, now, actor, note, old_status=...):
         old = self.status if old_status is ... else old_status
         if old in PAUSED and self.paused_since is not None and self.due_at is not None:
@@ -182,7 +185,8 @@ class Dossier:
             self.processed_at = now
         self.status = new_status
         self.history.append(HistoryEntry(new_status, now, actor, note))
-        self.events.append(StatusChanged(self.code, old, new_status, now, note))
+        self.events.append(StatusChanged(self.code, old, new_status, now, note, self.procedure, self.applicant,
+                                         self.due_at))
 
 
 def on_time_rate(on_time, late, overdue_open):

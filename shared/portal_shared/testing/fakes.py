@@ -1,0 +1,58 @@
+"""Hand-written fakes for the unit tier: a unit of work over an in-memory store, its outbox and inbox.
+
+``InMemoryUnitOfWork`` behaves as the SQL one does where a use case can tell:
+each ``with uow:`` block works on a copy of the committed store, ``commit()``
+makes a copy of the work the committed store, leaving the block without
+committing throws the work away. A service's fake combines it with its own
+``AbstractUnitOfWork`` and builds its fake repositories in ``_open(store)``.
+The store needs ``outbox`` (a list) and ``inbox`` (a set) for the fakes below.
+"""
+import copy
+
+from portal_shared import unit_of_work
+
+
+class InMemoryUnitOfWork(unit_of_work.AbstractUnitOfWork):
+    def __init__(self, store):
+        super().__init__()
+        self.store = store
+        self.commits = 0
+        self._work = None
+
+    def __enter__(self):
+        self._work = copy.deepcopy(self.store)
+        self._open(self._work)
+        return super().__enter__()
+
+    def _open(self, store):
+        raise NotImplementedError
+
+    def _commit(self):
+        self.store = copy.deepcopy(self._work)
+        self.commits += 1
+
+    def rollback(self):
+        self._work = None
+
+
+class FakeOutbox:
+    """Keeps ``(event_type, payload, aggregate_key)`` in ``store.outbox``."""
+
+    def __init__(self, store):
+        self._store = store
+
+    def add(self, event_type, payload, aggregate_key):
+        self._store.outbox.append((event_type, payload, aggregate_key))
+
+
+class FakeInbox:
+    """Keeps ``(consumer, event_id)`` claims in ``store.inbox``."""
+
+    def __init__(self, store):
+        self._store = store
+
+    def claim(self, consumer, event_id):
+        if (consumer, event_id) in self._store.inbox:
+            return False
+        self._store.inbox.add((consumer, event_id))
+        return True
