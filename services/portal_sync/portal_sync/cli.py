@@ -34,8 +34,11 @@ from portal_shared.logs import configure_logging  # noqa: E402
 from portal_shared.validation import MAX_PAGE  # noqa: E402  (dossier's largest list_dossiers page)
 from portal_sync import use_cases  # noqa: E402
 from portal_sync.catalogue import NationalCodes  # noqa: E402
+from portal_sync.commands import CheckDrift, FinishBackfill, Release, TrackBackfillPage  # noqa: E402
 from portal_sync.client import NationalPortalClient, PortalError, PortalSettings  # noqa: E402
 from portal_sync.dossiers import DossierDirectory, DossierUnavailable  # noqa: E402
+from portal_sync.messagebus import MessageBus  # noqa: E402
+from portal_sync.unit_of_work import SqlUnitOfWork  # noqa: E402
 
 DEFAULT_DATABASE_URL = "sqlite:///var/portal_sync.db"
 CONFIG_KEYS = ("NATIONAL_PORTAL_URL", "NATIONAL_PORTAL_AUTH_PATH", "NATIONAL_PORTAL_INTEGRATION_PATH",
@@ -59,7 +62,7 @@ def open_database(url=None):
 def run_backfill(uow, directory, page_size=MAX_PAGE, restart=False, out=sys.stdout, progress=True):
     """Track every dossier of the dossier service, page by page; resumes where a killed run stopped."""
     if restart:
-        use_cases.finish_backfill(uow, restart=True)
+        MessageBus(uow).handle(FinishBackfill(restart=True))
     cursor, _, finished = use_cases.backfill_position(uow)
     if finished is not None:
         print(f"backfill already finished ({cursor} dossiers); --restart to run it again", file=out)
@@ -78,13 +81,13 @@ def run_backfill(uow, directory, page_size=MAX_PAGE, restart=False, out=sys.stdo
               file=sys.stderr, desc="backfill") as bar:
         while page["items"]:
             cursor += len(page["items"])
-            added += use_cases.backfill_page(uow, page["items"], cursor, page["total"])
+            added += MessageBus(uow).handle(TrackBackfillPage(page["items"], cursor, page["total"]))
             bar.total = page["total"]
             bar.update(len(page["items"]))
             if cursor >= page["total"]:
                 break
             page = read(cursor)
-    use_cases.finish_backfill(uow)
+    MessageBus(uow).handle(FinishBackfill())
     print(f"backfill finished: {cursor} dossiers read, {added} newly tracked", file=out)
     return added
 
@@ -92,6 +95,7 @@ def run_backfill(uow, directory, page_size=MAX_PAGE, restart=False, out=sys.stdo
 def run_drift(uow, client, sample=None, out=sys.stdout, progress=True):
     """Check a sample (or every synchronised dossier) at the portal; returns the merged report."""
     report = {"checked": 0, "lost": [], "differ": []}
+    bus = MessageBus(uow, client=client)
 
     def merge(part):
         report["checked"] += part["checked"]
@@ -99,7 +103,7 @@ def run_drift(uow, client, sample=None, out=sys.stdout, progress=True):
         report["differ"] += part["differ"]
 
     if sample:
-        merge(use_cases.check_drift(uow, client, use_cases.drift_candidates(uow, sample=sample)))
+        merge(bus.handle(CheckDrift(use_cases.drift_candidates(uow, sample=sample))))
     else:
         total = use_cases.sync_stats(uow)["synced"]
         after = None
@@ -109,7 +113,7 @@ def run_drift(uow, client, sample=None, out=sys.stdout, progress=True):
                 if not candidates:
                     break
                 after = candidates[-1][0]
-                merge(use_cases.check_drift(uow, client, candidates))
+                merge(bus.handle(CheckDrift(candidates)))
                 bar.update(len(candidates))
     print(f"checked {report['checked']}: {len(report['lost'])} unknown to the portal, "
           f"{len(report['differ'])} in another status; all of them resent", file=out)
@@ -167,7 +171,8 @@ def parser():
 def main(argv=None, out=sys.stdout):
     args = parser().parse_args(argv)
     configure_logging(fmt=os.environ.get("LOG_FORMAT") or "console")
-    engine, uow = open_database()
+    engine, database = open_database()
+    uow = SqlUnitOfWork(database)
     config = environment_config()
     try:
         if args.command == "stats":
@@ -185,10 +190,10 @@ def main(argv=None, out=sys.stdout):
             if not args.codes and not args.all:
                 print("portal-sync retry: name dossier codes or --all", file=sys.stderr)
                 return 2
-            released = use_cases.release(uow, None if args.all else args.codes)
+            released = MessageBus(uow).handle(Release(None if args.all else tuple(args.codes)))
             print(f"released {len(released)}: {' '.join(released)}", file=out)
         elif args.command == "resend":
-            released = use_cases.release(uow, args.codes, resend=True, from_scratch=args.from_scratch)
+            released = MessageBus(uow).handle(Release(tuple(args.codes), resend=True, from_scratch=args.from_scratch))
             print(f"resending {len(released)}: {' '.join(released)}", file=out)
             unknown = sorted(set(args.codes) - set(released))
             if unknown:
@@ -212,7 +217,7 @@ def main(argv=None, out=sys.stdout):
         print(f"portal-sync {args.command}: {exc}", file=sys.stderr)
         return 1
     finally:
-        uow.close()
+        database.close()
         engine.dispose()
 
 

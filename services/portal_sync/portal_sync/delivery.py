@@ -16,10 +16,12 @@ from prometheus_client import Counter
 from portal_shared.config import get_float, get_int
 from portal_shared.db import Database, UnitOfWork
 from portal_shared.logs import get_logger
-from portal_sync import use_cases
 from portal_sync.catalogue import NationalCatalogue
 from portal_sync.client import NationalPortalClient, PortalSettings
+from portal_sync.commands import DeliverDue
 from portal_sync.dossiers import Dossiers
+from portal_sync.messagebus import MessageBus
+from portal_sync.unit_of_work import SqlUnitOfWork
 
 log = get_logger(__name__)
 
@@ -75,6 +77,8 @@ class PortalDelivery(DependencyProvider):
         codes = self._dependency(NationalCatalogue).codes
         client = NationalPortalClient(self.settings)
         uow = UnitOfWork(database.sessionmaker, None)
+        bus = MessageBus(SqlUnitOfWork(uow), directory=directory, client=client, codes=codes)
+        deliver = DeliverDue(self.batch_size, self.backoff_seconds, self.max_backoff_seconds)
         failures = 0
         while self._running:
             if failures:  # backing off: an event arriving meanwhile does not cut the wait short
@@ -85,17 +89,16 @@ class PortalDelivery(DependencyProvider):
             if not self._running:
                 break
             try:
-                failures = self._rounds(uow, directory, client, codes, failures)
+                failures = self._rounds(bus, deliver, failures)
             except Exception as exc:  # database away: keep everything pending, try again later
                 failures += 1
                 log.warning("portal_delivery_failed", error=f"{type(exc).__name__}: {exc}"[:500])
             finally:
                 uow.close()
 
-    def _rounds(self, uow, directory, client, codes, failures):
+    def _rounds(self, bus, deliver, failures):
         while self._running:
-            outcome = use_cases.deliver_due(uow, directory, client, codes, self.batch_size, self.backoff_seconds,
-                                            self.max_backoff_seconds)
+            outcome = bus.handle(deliver)
             DELIVERED.inc(outcome["delivered"])
             STEPS.inc(outcome["steps"])
             PARKED.inc(outcome["parked"])

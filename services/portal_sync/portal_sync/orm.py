@@ -65,11 +65,3 @@ class SyncJob(Base):
     total: Mapped[int | None] = mapped_column(sa.Integer, nullable=True)
     finished_at = mapped_column(UtcDateTime(), nullable=True)
     updated_at = mapped_column(UtcDateTime(), nullable=False)
-
-
-def upsert(session, table):
-    """The dialect's INSERT with ``on_conflict_*`` (PostgreSQL in production, SQLite by default)."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)

@@ -1,4 +1,4 @@
-"""Nameko entrypoints of portal_sync: record what changed, answer statistics, expose metrics."""
+"""Nameko entrypoints of portal_sync: record what changed (a command to the bus), answer statistics, expose metrics."""
 from nameko.timer import timer
 from prometheus_client import Gauge
 
@@ -11,10 +11,14 @@ from portal_shared.logs import WorkerLogContext
 from portal_shared.rpc import rpc
 from portal_sync import use_cases
 from portal_sync.catalogue import NationalCatalogue
+from portal_sync.commands import RecordFee, RecordStatusChange
 from portal_sync.delivery import PortalDelivery
+from portal_sync.domain.records import PaidFee
 from portal_sync.dossiers import Dossiers
+from portal_sync.messagebus import MessageBus
 from portal_sync.orm import Base  # noqa: F401  (tables known to Alembic autogenerate)
 from portal_sync.schemas import PaymentEventSchema, StatusChangedSchema
+from portal_sync.unit_of_work import SqlUnitOfWork
 
 SYNC_DOSSIERS = Gauge("portal_sync_dossiers", "Dossiers by synchronisation state", ["state"])
 OLDEST_PENDING = Gauge("portal_sync_oldest_pending_seconds", "Age of the oldest change not yet at the portal")
@@ -34,37 +38,46 @@ class PortalSyncService(HealthEndpoints):
     @reliable_event_handler("dossier", "dossier_status_changed")
     def on_dossier_status_changed(self, payload):
         event = load(StatusChangedSchema(), payload)
-        if use_cases.record_status_change(self.db, "portal_sync.on_dossier_status_changed", event):
+        if self._bus().handle(RecordStatusChange("portal_sync.on_dossier_status_changed", event["event_id"],
+                                                 event["dossier_code"])):
             self.delivery.wake()
         self.log.info("dossier_change_recorded", dossier_code=event["dossier_code"], status=event["new_status"])
 
     @reliable_event_handler("payment", "payment_succeeded")
     def on_payment_succeeded(self, payload):
         event = load(PaymentEventSchema(), payload)
-        if use_cases.record_payment(self.db, "portal_sync.on_payment_succeeded", event):
+        if self._bus().handle(self._fee("portal_sync.on_payment_succeeded", event)):
             self.delivery.wake()
         self.log.info("fee_recorded", dossier_code=event["dossier_code"], txn_ref=event["txn_ref"])
 
     @reliable_event_handler("payment", "payment_refunded")
     def on_payment_refunded(self, payload):
         event = load(PaymentEventSchema(), payload)
-        if use_cases.record_payment(self.db, "portal_sync.on_payment_refunded", event, refunded=True):
+        if self._bus().handle(self._fee("portal_sync.on_payment_refunded", event, refunded=True)):
             self.delivery.wake()
         self.log.info("refund_recorded", dossier_code=event["dossier_code"], txn_ref=event["txn_ref"])
 
     @rpc(expected_exceptions=(ValidationError, Unauthorized, Forbidden))
     def sync_stats(self):
         self.caller.require("operator")  # database-wide figures: operators only
-        return use_cases.sync_stats(self.db)
+        return use_cases.sync_stats(SqlUnitOfWork(self.db))
 
     @timer(interval=15, eager=True)
     def refresh_sync_gauges(self):
         """Sets the sync gauges that ``/metrics`` shows; ``/metrics`` itself is answered by the web server
         without a worker or a query (``portal_shared.health``), so it keeps answering under any load."""
         try:
-            stats = use_cases.sync_stats(self.db)
+            stats = use_cases.sync_stats(SqlUnitOfWork(self.db))
         except Exception:  # the database being away shows on /readyz; the gauges keep their last values
             return
         for state in ("synced", "pending", "parked"):
             SYNC_DOSSIERS.labels(state).set(stats[state])
         OLDEST_PENDING.set(stats["oldest_pending_seconds"])
+
+    def _bus(self):
+        return MessageBus(SqlUnitOfWork(self.db))
+
+    @staticmethod
+    def _fee(consumer, event, refunded=False):
+        fee = PaidFee(event["txn_ref"], event["amount"], event.get("gateway") or "", event.get("paid_at"))
+        return RecordFee(consumer, event["event_id"], event["dossier_code"], fee, refunded=refunded)
