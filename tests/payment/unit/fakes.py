@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from payment.domain.model import Outcome, Source, Status
 from payment.gateways import CheckoutResult, Gateway, PaymentReport, RefundResult
 from payment.unit_of_work import AbstractUnitOfWork
+from portal_shared.testing.fakes import FakeInbox, FakeOutbox
 
 
 def snapshot(payment):
@@ -132,25 +133,6 @@ class FakePayments:
 
     def _ordered(self):
         return sorted(self._store.payments.values(), key=lambda p: p.id)
-
-
-class FakeOutbox:
-    def __init__(self, store):
-        self._store = store
-
-    def add(self, event_type, payload, aggregate_key):
-        self._store.outbox.append((event_type, payload, aggregate_key))
-
-
-class FakeInbox:
-    def __init__(self, store):
-        self._store = store
-
-    def claim(self, consumer, event_id):
-        if (consumer, event_id) in self._store.inbox:
-            return False
-        self._store.inbox.add((consumer, event_id))
-        return True
 
 
 class FakeUnitOfWork(AbstractUnitOfWork):
