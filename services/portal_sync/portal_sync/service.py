@@ -1,4 +1,4 @@
-"""Nameko entrypoints of portal_sync: record what changed (a command to the bus), answer statistics, expose metrics."""
+"""Nameko entrypoints of portal_sync: events become commands for the bus; statistics; metrics."""
 from nameko.timer import timer
 from prometheus_client import Gauge
 
