@@ -43,7 +43,8 @@ VNPAY_QUERY = {
     "vnp_TxnRef": "P261126003005VECTOR", "vnp_OrderInfo": "Truy van giao dich",
     "vnp_TransactionDate": "20261126003005", "vnp_CreateDate": "20261126010000", "vnp_IpAddr": "127.0.0.1",
 }
-VNPAY_QUERY_TEXT = "a1b2c3|2.1.0|querydr|VECTOR01|P261126003005VECTOR|20261126003005|20261126010000|127.0.0.1|Truy van giao dich"
+VNPAY_QUERY_TEXT = ("a1b2c3|2.1.0|querydr|VECTOR01|P261126003005VECTOR|20261126003005|20261126010000|127.0.0.1"
+                    "|Truy van giao dich")
 
 VNPAY_REFUND = {
     "vnp_RequestId": "d4e5f6", "vnp_Version": "2.1.0", "vnp_Command": "refund", "vnp_TmnCode": VNPAY_TMN,

@@ -66,7 +66,8 @@ def test_the_fake_signs_its_ipn_over_the_sorted_form_encoded_fields(fake_vnpay):
     params = fake_vnpay.pay("P261126003005VECTOR")
     signed = {key: value for key, value in params.items() if key not in ("vnp_SecureHash", "vnp_SecureHashType")}
     assert params["vnp_SecureHash"] == v.hmac_sha512(v.VNPAY_SECRET, urlencode(sorted(signed.items())))
-    assert (params["vnp_Amount"], params["vnp_ResponseCode"], params["vnp_TransactionStatus"]) == ("20000000", "00", "00")
+    assert (params["vnp_Amount"], params["vnp_ResponseCode"], params["vnp_TransactionStatus"]) == (
+        "20000000", "00", "00")
 
 
 def test_the_fake_answers_a_hand_signed_querydr_and_refund_with_answers_signed_in_the_protocol_order(fake_vnpay):

@@ -118,7 +118,8 @@ class FakeMomo(FakeServer):
         if order is None:
             return self._answer(body, NOT_FOUND, "Order not found")
         if order["paid"] is None:
-            return self._answer(body, IN_PROGRESS, "Transaction initiated, waiting for the user", amount=order["amount"])
+            return self._answer(body, IN_PROGRESS, "Transaction initiated, waiting for the user",
+                                amount=order["amount"])
         return self._answer(body, order["paid"]["resultCode"], "Query result", amount=order["amount"],
                             transId=order["paid"]["transId"])
 

@@ -95,7 +95,9 @@ class FakeSmsProvider(FakeServer):
 
 
 def _json_headers_problems(headers):
-    return [] if "application/json" in (headers.get("Content-Type") or "") else ["Content-Type must be application/json"]
+    if "application/json" in (headers.get("Content-Type") or ""):
+        return []
+    return ["Content-Type must be application/json"]
 
 
 class FakeEsms(FakeSmsProvider):
