@@ -26,7 +26,7 @@ ARG SERVICE
 RUN test -n "$SERVICE" || { echo "build with --build-arg SERVICE=<a directory of services/>" >&2; exit 64; }
 COPY shared/ shared/
 COPY services/ services/
-# The project's packages (a service may depend on another: the sandbox on payment and notify).
+# The project's packages (a service may depend on another: portal_sync on dossier).
 # package-name: the service's pip name, read from its pyproject.toml.
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip wheel --no-deps --wheel-dir /wheels/project ./shared services/*/ \

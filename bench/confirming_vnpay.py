@@ -13,7 +13,7 @@ eventlet.monkey_patch()
 import sys  # noqa: E402
 from datetime import datetime  # noqa: E402
 
-from payment.gateways.fakes import FakeVnpay  # noqa: E402
+from sandbox.fakes import FakeVnpay  # noqa: E402
 from payment.use_cases import order_info  # noqa: E402
 
 

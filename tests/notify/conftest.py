@@ -1,7 +1,7 @@
 import pytest
 from aiosmtpd.controller import Controller
 
-from notify.fakes import FakeEsms, FakeSpeedSms, RecordingSmtpHandler
+from sandbox.fakes import FakeEsms, FakeSpeedSms, RecordingSmtpHandler
 from notify.service import NotifyService
 from tests.helpers import free_port
 

@@ -1,6 +1,6 @@
 """The delivery pipeline under faults: a SIGKILL mid-send, a hung provider, SMTP connection reuse, rate limits.
 
-Real RabbitMQ and PostgreSQL; the providers are the notify fakes (real wire formats) in this process.
+Real RabbitMQ and PostgreSQL; the providers are the sandbox's fakes (real wire formats) in this process.
 """
 import os
 import signal
@@ -17,7 +17,7 @@ from kombu import Connection
 from nameko.standalone.events import event_dispatcher
 
 from notify.domain.model import Status
-from notify.fakes import RecordingSmtpHandler
+from sandbox.fakes import RecordingSmtpHandler
 from notify.mail import SmtpMailer
 from notify.service import NotifyService
 from notify.use_cases import Message

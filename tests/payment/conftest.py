@@ -3,7 +3,7 @@ import requests
 import sqlalchemy as sa
 from nameko.standalone.events import event_dispatcher
 
-from payment.gateways.fakes import FakeMomo, FakeVnpay
+from sandbox.fakes import FakeMomo, FakeVnpay
 from payment.orm import charges, payment_history, payments
 from payment.service import PaymentService
 from portal_shared.outbox import new_event

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 
 from payment.gateways import PaymentSettings
-from payment.gateways.fakes import FakeVnpay
+from sandbox.fakes import FakeVnpay
 from payment.orm import charges, payment_history, payments
 from payment.reconciliation import reconcile_file, reconcile_text
 from payment.reconciliation.confirm import gateway_confirmer

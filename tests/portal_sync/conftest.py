@@ -5,7 +5,7 @@ from nameko.standalone.events import event_dispatcher
 from dossier.procedures import load_catalogue, parse_national_codes
 from dossier.service import DossierService
 from portal_shared.db import UnitOfWork
-from portal_sync.fakes import FakeNationalPortal
+from sandbox.fakes import FakeNationalPortal
 from portal_sync.service import PortalSyncService
 from sqlalchemy.orm import sessionmaker
 # The real payment service settles fees here (dossier checks every payment event with it).

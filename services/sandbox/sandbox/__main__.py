@@ -8,6 +8,7 @@ from werkzeug.serving import make_server
 
 from sandbox.app import SandboxApp
 from sandbox.config import Settings
+from sandbox.fakes.server import HangUpHandler
 from sandbox.guard import refusal
 from sandbox.messaging import start_smtp
 from sandbox.store import Store
@@ -24,7 +25,8 @@ def main():
     settings = Settings.from_env()
     store = Store()
     smtp = start_smtp(store, settings.smtp_host, settings.smtp_port)
-    server = make_server(settings.http_host, settings.http_port, SandboxApp(settings, store), threaded=True)
+    server = make_server(settings.http_host, settings.http_port, SandboxApp(settings, store), threaded=True,
+                         request_handler=HangUpHandler)
 
     def stop(signum, frame):
         raise SystemExit(0)

@@ -1,14 +1,13 @@
 """The sandbox's WSGI application: one URL map over every fake provider and the outbox pages."""
 import json
-import os
 
 from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from notify.fakes import ESMS_PATH, SPEEDSMS_PATH
-from payment.gateways.momo import CREATE_PATH, QUERY_PATH, REFUND_PATH
 from sandbox import pages
+from sandbox.fakes.momo import CREATE_PATH, QUERY_PATH, REFUND_PATH
+from sandbox.fakes.sms import ESMS_PATH, SPEEDSMS_PATH
 from sandbox.messaging import SandboxEsms, SandboxSpeedSms
 from sandbox.national_portal import SandboxNationalPortal
 from sandbox.payments import SandboxMomo, SandboxVnpay
@@ -31,7 +30,7 @@ class SandboxApp:
         self.momo = SandboxMomo(settings, self.store)
         self.esms = SandboxEsms(settings, self.store)
         self.speedsms = SandboxSpeedSms(settings, self.store)
-        self.national_portal = SandboxNationalPortal(settings, os.environ.get("DOSSIER_PROCEDURES_FILE"))
+        self.national_portal = SandboxNationalPortal(settings)
         self.urls = Map([
             Rule("/", endpoint=self.outbox_html, methods=["GET"]),
             Rule("/outbox", endpoint=self.outbox_html, methods=["GET"]),
@@ -42,16 +41,16 @@ class SandboxApp:
             Rule("/_sandbox/faults", endpoint=self.faults, methods=["GET", "POST", "DELETE"]),
             Rule(settings.vnpay_payment_path, endpoint=self.vnpay.pay_page, methods=["GET"]),
             Rule("/vnpay/checkout/<txn_ref>", endpoint=self.vnpay.checkout, methods=["GET", "POST"]),
-            Rule(settings.vnpay_api_path, endpoint=self.vnpay.api, methods=["POST"]),
-            Rule(CREATE_PATH, endpoint=self.momo.api, methods=["POST"]),
-            Rule(QUERY_PATH, endpoint=self.momo.api, methods=["POST"]),
-            Rule(REFUND_PATH, endpoint=self.momo.api, methods=["POST"]),
+            Rule(settings.vnpay_api_path, endpoint=self.vnpay.app, methods=["POST"]),
+            Rule(CREATE_PATH, endpoint=self.momo.app, methods=["POST"]),
+            Rule(QUERY_PATH, endpoint=self.momo.app, methods=["POST"]),
+            Rule(REFUND_PATH, endpoint=self.momo.app, methods=["POST"]),
             Rule("/momo/pay", endpoint=self.momo.pay_page, methods=["GET"]),
             Rule("/momo/pay/<order_id>", endpoint=self.momo.checkout, methods=["GET", "POST"]),
-            Rule(ESMS_PATH, endpoint=self.esms.send, methods=["POST"]),
-            Rule(SPEEDSMS_PATH, endpoint=self.speedsms.send, methods=["POST"]),
-            Rule(settings.national_portal_auth_path, endpoint=self.national_portal.serve, methods=["POST"]),
-            Rule(settings.national_portal_integration_path, endpoint=self.national_portal.serve, methods=["POST"]),
+            Rule(ESMS_PATH, endpoint=self.esms.app, methods=["POST"]),
+            Rule(SPEEDSMS_PATH, endpoint=self.speedsms.app, methods=["POST"]),
+            Rule(settings.national_portal_auth_path, endpoint=self.national_portal.app, methods=["POST"]),
+            Rule(settings.national_portal_integration_path, endpoint=self.national_portal.app, methods=["POST"]),
             Rule("/national-portal.json", endpoint=self.national_portal_json, methods=["GET"]),
             Rule("/_sandbox/national-portal/faults", endpoint=self.national_portal_faults, methods=["POST"]),
         ])
@@ -96,8 +95,8 @@ class SandboxApp:
     def faults(self, request):
         """``POST {"provider": "esms"|"speedsms"|"smtp", "code": "99", "times": 2}``; times -1 = until DELETE.
 
-        eSMS/SpeedSMS codes are provider codes, ``http_<status>`` or ``timeout`` (the notify fakes' script);
-        SMTP codes are reply codes such as 451 or 554.
+        eSMS/SpeedSMS codes are provider codes, ``http_<status>`` or ``timeout`` (no answer for
+        ``SANDBOX_HANG_SECONDS``, the SMS fakes' script); SMTP codes are reply codes such as 451 or 554.
         """
         if request.method == "POST":
             body = request.get_json(force=True, silent=True) or {}
@@ -112,10 +111,9 @@ class SandboxApp:
         elif request.method == "DELETE":
             self.store.faults.clear()
             for fake in (self.esms, self.speedsms):
-                fake.always(None)
-                fake._script.clear()
-        return json_response({"smtp": self.store.faults.snapshot(), "esms": list(self.esms._script),
-                              "speedsms": list(self.speedsms._script)})
+                fake.accept_again()
+        return json_response({"smtp": self.store.faults.snapshot(), "esms": self.esms.scripted(),
+                              "speedsms": self.speedsms.scripted()})
 
     def __call__(self, environ, start_response):
         request = Request(environ)

@@ -65,6 +65,8 @@ class Settings:
     national_portal_agency_code: str = DUMMY["NATIONAL_PORTAL_AGENCY_CODE"]
     national_portal_auth_path: str = "/api/login"
     national_portal_integration_path: str = "/api/integration"
+    national_procedures_file: str = ""  # empty: the sample shipped in sandbox/data
+    hang_seconds: float = 12.0  # a scripted "timeout"/"hang" answers nothing this long (the clients wait 10 s)
 
     @classmethod
     def from_env(cls, environ=None):
@@ -102,4 +104,6 @@ class Settings:
             national_portal_agency_code=get("NATIONAL_PORTAL_AGENCY_CODE", DUMMY["NATIONAL_PORTAL_AGENCY_CODE"]),
             national_portal_auth_path=get("NATIONAL_PORTAL_AUTH_PATH", "/api/login"),
             national_portal_integration_path=get("NATIONAL_PORTAL_INTEGRATION_PATH", "/api/integration"),
+            national_procedures_file=get("SANDBOX_NATIONAL_PROCEDURES_FILE"),
+            hang_seconds=float(get("SANDBOX_HANG_SECONDS", "12")),
         )

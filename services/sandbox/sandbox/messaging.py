@@ -1,35 +1,22 @@
-"""eSMS, SpeedSMS and SMTP in the sandbox: the notify team's fakes (``notify.fakes``) check the wire
-format and answer as the providers do; this module puts every accepted message in the sandbox's outbox
-and sends eSMS delivery receipts to the ``CallbackUrl`` the request named.
+"""eSMS, SpeedSMS and SMTP in the sandbox: the fakes (``sandbox.fakes.sms``, ``sandbox.fakes.smtp``)
+check the wire format and answer as the providers do; this module puts every accepted message in the
+sandbox's outbox and sends eSMS delivery receipts to the ``CallbackUrl`` the request named.
 """
 import email
 import email.policy
-import json
 
 from aiosmtpd.controller import Controller
-from werkzeug.wrappers import Response
 
-from notify import fakes
 from sandbox.callbacks import deliver
+from sandbox.fakes.sms import FakeEsms, FakeSpeedSms
+from sandbox.fakes.smtp import RecordingSmtpHandler
 
 
-def _served(fake, request):
-    """Run a notify fake's request handler inside the sandbox's WSGI app."""
-    headers = {key: value for key, value in request.headers.items()}
-    status, answer = fake.handle(request.path, headers, request.get_data())
-    if status is None:  # a scripted timeout: hang up without an answer
-        return Response("", status=504)
-    return Response(json.dumps(answer, ensure_ascii=False), status=status, mimetype="application/json")
-
-
-class SandboxEsms(fakes.FakeEsms):
+class SandboxEsms(FakeEsms):
     def __init__(self, settings, store):
         super().__init__(api_key=settings.esms_api_key, secret_key=settings.esms_secret_key,
-                         brandname=settings.esms_brandname)
+                         brandname=settings.esms_brandname, timeout_seconds=settings.hang_seconds)
         self.settings, self.store = settings, store
-
-    def send(self, request):
-        return _served(self, request)
 
     def answer(self, body, behaviour):
         answer = super().answer(body, behaviour)
@@ -46,13 +33,11 @@ class SandboxEsms(fakes.FakeEsms):
         return answer
 
 
-class SandboxSpeedSms(fakes.FakeSpeedSms):
+class SandboxSpeedSms(FakeSpeedSms):
     def __init__(self, settings, store):
-        super().__init__(access_token=settings.speedsms_access_token, sender=settings.speedsms_sender)
+        super().__init__(access_token=settings.speedsms_access_token, sender=settings.speedsms_sender,
+                         timeout_seconds=settings.hang_seconds)
         self.settings, self.store = settings, store
-
-    def send(self, request):
-        return _served(self, request)
 
     def answer(self, body, behaviour):
         answer = super().answer(body, behaviour)
@@ -62,8 +47,8 @@ class SandboxSpeedSms(fakes.FakeSpeedSms):
         return answer
 
 
-class OutboxSmtpHandler(fakes.RecordingSmtpHandler):
-    """The notify team's SMTP sink, decoding each accepted e-mail into the outbox."""
+class OutboxSmtpHandler(RecordingSmtpHandler):
+    """The SMTP sink, decoding each accepted e-mail into the outbox."""
 
     def __init__(self, store):
         super().__init__()

@@ -1,5 +1,5 @@
-"""VNPay and MoMo in the sandbox: the payment team's fakes (``payment.gateways.fakes``) do the wire
-format (signatures, querydr, refund, create, query); this module adds what a citizen and a merchant
+"""VNPay and MoMo in the sandbox: the fakes (``sandbox.fakes.vnpay``, ``sandbox.fakes.momo``) do the
+wire format (signatures, querydr, refund, create, query); this module adds what a citizen and a merchant
 see of a real gateway: a pay page with "Thanh toán" / "Hủy", the signed IPN sent to the merchant
 (retried like the gateways do) and the redirect back to the merchant's return URL.
 """
@@ -9,9 +9,10 @@ from urllib.parse import urlencode
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Response
 
-from payment.gateways import fakes
 from sandbox import pages
 from sandbox.callbacks import deliver
+from sandbox.fakes.momo import FakeMomo
+from sandbox.fakes.vnpay import FakeVnpay
 from sandbox.store import VN_TZ, now_vn
 
 VNPAY_IPN_ANSWERED = {"00", "01", "02", "04", "97"}  # VNPay retries only on 99 or no valid answer
@@ -26,7 +27,7 @@ def _with_query(url, params):
     return f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
 
 
-class SandboxVnpay(fakes.FakeVnpay):
+class SandboxVnpay(FakeVnpay):
     """The fake served inside the sandbox's own HTTP server (never ``start()``ed on a port of its own)."""
 
     def __init__(self, settings, store):
@@ -39,10 +40,6 @@ class SandboxVnpay(fakes.FakeVnpay):
     @property
     def ipn_url(self):
         return self.settings.payment_callback_base_url + "/callbacks/vnpay/ipn"
-
-    def api(self, request):
-        """querydr and refund, answered by the fake."""
-        return self.app(request)
 
     def pay_page(self, request):
         params = request.args.to_dict()
@@ -89,7 +86,7 @@ class SandboxVnpay(fakes.FakeVnpay):
         return orders, refunds
 
 
-class SandboxMomo(fakes.FakeMomo):
+class SandboxMomo(FakeMomo):
     """The MoMo fake behind the sandbox's HTTP server; its payUrl points at the sandbox's pay page."""
 
     def __init__(self, settings, store):
@@ -97,10 +94,6 @@ class SandboxMomo(fakes.FakeMomo):
                          secret_key=settings.momo_secret_key)
         self.settings, self.store = settings, store
         self.base_url = settings.public_url + "/momo"  # payUrl = <public>/momo/pay?orderId=...
-
-    def api(self, request):
-        """create, query and refund, answered by the fake."""
-        return self.app(request)
 
     def pay_page(self, request):
         order_id = request.args.get("orderId", "")

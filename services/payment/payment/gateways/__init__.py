@@ -1,4 +1,4 @@
-"""Payment gateway adapters (VNPay, MoMo) behind one interface, and their fakes."""
+"""Payment gateway adapters (VNPay, MoMo) behind one interface (their fakes: services/sandbox)."""
 from payment.gateways.base import (  # noqa: F401
     CheckoutRequest,
     CheckoutResult,

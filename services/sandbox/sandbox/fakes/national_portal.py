@@ -1,19 +1,21 @@
 """A fake of the province's integration adapter of the national portal (docs/protocols.md wire format).
 
 It logs callers in, answers ``DongBoHoSoMC``, ``CapNhatTienDoHoSoMC``,
-``TraCuuHoSo`` and ``LayThuTuc``, records every call in order, keeps the
-dossiers and their progress as the portal would show them, and notes any
-request the real adapter would not understand in ``format_errors``.
-Faults for tests and the sandbox: ``down(times)`` (HTTP 503), ``hang(times)``
-(no answer), ``expire_sessions()``, ``refuse(code)`` (a dossier refused with
-an error code), ``lose(code)`` (the portal forgets a dossier).
+``TraCuuHoSo`` and ``LayThuTuc`` (from the procedures it is given: the
+national procedure database, not the province's catalogue), records every call
+in order, keeps the dossiers and their progress as the portal would show
+them, and notes any request the real adapter would not understand in
+``format_errors``. Faults for tests and the sandbox: ``down(times)`` (HTTP
+503), ``hang(times)`` (no answer), ``expire_sessions()``, ``refuse(code)`` (a
+dossier refused with an error code), ``lose(code)`` (the portal forgets a
+dossier).
 """
 import json
 import re
 import secrets
-import threading
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from sandbox.fakes.server import FakeServer, hang_up, json_response
 
 VN_TZ = timezone(timedelta(hours=7), "ICT")
 DATE = re.compile(r"^(\d{14})?$")
@@ -36,16 +38,15 @@ def ok(**extra):
     return {"error_code": "00", "message": "Thành công", **extra}
 
 
-class FakeNationalPortal:
+class FakeNationalPortal(FakeServer):
     def __init__(self, username="lgsp-user", password="lgsp-password", agency_code="000.00.00.H26",
                  auth_path="/api/login", integration_path="/api/integration", procedures=None,
-                 host="127.0.0.1", port=0, hang_seconds=3.0):
+                 hang_seconds=3.0, **server):
+        super().__init__(**server)
         self.username, self.password, self.agency_code = username, password, agency_code
         self.auth_path, self.integration_path = auth_path, integration_path
         self.procedures = procedures or {}  # national code -> {"name", "field_code", "field_name"}
-        self.host, self.port, self.hang_seconds = host, port, hang_seconds
-        self.lock = threading.RLock()
-        self._server = None
+        self.hang_seconds = hang_seconds
         self.reset()
 
     def reset(self):
@@ -116,7 +117,7 @@ class FakeNationalPortal:
 
     # -- the wire ----------------------------------------------------------
     def handle(self, path, body):
-        """``(http_status, answer)``; ``(None, None)`` for a request left without an answer."""
+        """``(http_status, answer)``; ``(None, None)`` for a request to leave without an answer."""
         with self.lock:
             if self._hang:
                 self._hang -= 1 if self._hang > 0 else 0
@@ -232,40 +233,10 @@ class FakeNationalPortal:
         self.calls.append({"service": "CapNhatTienDoHoSoMC", "data": data, "at": datetime.now(VN_TZ).isoformat()})
         return ok()
 
-    # -- as a server (tests) -----------------------------------------------
-    def start(self):
-        self._server = ThreadingHTTPServer((self.host, self.port), _Handler)
-        self._server.daemon_threads = True
-        self._server.fake = self
-        self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        return self
-
-    def stop(self):
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-    @property
-    def base_url(self):
-        return f"http://{self.host}:{self.port}"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    def do_POST(self):  # noqa: N802 (http.server naming)
-        length = min(int(self.headers.get("Content-Length") or 0), 50_000_000)
-        status, answer = self.server.fake.handle(self.path, self.rfile.read(length))
-        if status is None:  # hang: keep the caller waiting, then drop the connection
-            import time
-
-            time.sleep(self.server.fake.hang_seconds)
-            return
-        payload = json.dumps(answer, ensure_ascii=False).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
+    def app(self, request):
+        if request.method != "POST":
+            return json_response({"message": "not found"}, 404)
+        status, answer = self.handle(request.path, request.get_data())
+        if status is None:
+            hang_up(self.hang_seconds)
+        return json_response(answer, status)

@@ -1,18 +1,16 @@
-"""Fakes of the providers: HTTP servers speaking eSMS and SpeedSMS, and an SMTP sink.
+"""Fakes of the SMS providers, eSMS and SpeedSMS, written from docs/protocols.md.
 
 They check the request format the real APIs expect, record what they were
 sent, and can be scripted to fail (``fake.script("99", "http_500",
 "timeout")``; each entry answers one request, then the fake accepts again).
-The test suite uses them, and so can a local sandbox (``python -m
-notify.fakes`` serves both on ports 9101/9102 and an SMTP sink on 1025).
 """
 import base64
 import json
-import threading
 import time
 import uuid
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from sandbox.fakes.server import FakeServer, hang_up, json_response
 
 ESMS_PATH = "/MainService.svc/json/SendMultipleMessage_V4_post_json/"
 SPEEDSMS_PATH = "/index.php/sms/send"
@@ -20,77 +18,55 @@ ESMS_FIELDS = ("ApiKey", "SecretKey", "Phone", "Content", "Brandname", "SmsType"
                "RequestId", "CallbackUrl")
 
 
-class _Handler(BaseHTTPRequestHandler):
-    def do_POST(self):  # noqa: N802 (http.server naming)
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length)
-        status, answer = self.server.fake.handle(self.path, dict(self.headers), body)
-        if status is None:  # scripted timeout: keep the caller waiting, then hang up
-            return
-        payload = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
-
-
-class FakeSmsProvider:
-    """Base of the HTTP fakes: a server on a free port, a failure script, and records."""
+class FakeSmsProvider(FakeServer):
+    """Base of the SMS fakes: a failure script, a slow mode and records."""
 
     name = "fake"
-    path = "/"
 
-    def __init__(self, host="127.0.0.1", port=0, timeout_seconds=3.0):
-        self.host, self.port = host, port
-        self.timeout_seconds = timeout_seconds
+    def __init__(self, timeout_seconds=3.0, **server):
+        super().__init__(**server)
+        self.timeout_seconds = timeout_seconds  # a scripted "timeout" keeps the caller waiting this long
         self.delay_seconds = 0.0  # a slow provider: every request waits this long, then is handled as usual
         self.requests = []        # every request body (parsed), in order, with "at" (time.time() on arrival)
         self.delivered = []       # what reached a citizen: {"phone", "content", ...}
         self.format_errors = []   # requests that the real API would not understand
         self._script = deque()
-        self._lock = threading.Lock()
-        self._server = None
+        self._always = None
 
     # -- control -----------------------------------------------------------
-    def start(self):
-        self._server = ThreadingHTTPServer((self.host, self.port), _Handler)
-        self._server.daemon_threads = True
-        self._server.fake = self
-        self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        return self
-
-    def stop(self):
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-    @property
-    def base_url(self):
-        return f"http://{self.host}:{self.port}"
-
     def script(self, *behaviours):
         """Queue answers for the next requests: a provider code, ``http_<status>`` or ``timeout``."""
-        self._script.extend(behaviours)
+        with self.lock:
+            self._script.extend(behaviours)
 
     def always(self, behaviour):
         """Answer every further request with ``behaviour`` (``None`` to accept again)."""
         self._always = behaviour
 
-    _always = None
+    def scripted(self):
+        """The answers still queued, in order."""
+        with self.lock:
+            return list(self._script)
+
+    def accept_again(self):
+        """Forget the script and ``always``: every further request is handled as the provider would."""
+        with self.lock:
+            self._script.clear()
+        self._always = None
 
     def _next_behaviour(self):
-        with self._lock:
+        with self.lock:
             if self._script:
                 return self._script.popleft()
         return self._always
 
     # -- request handling --------------------------------------------------
+    def app(self, request):
+        status, answer = self.handle(request.path, dict(request.headers), request.get_data())
+        return json_response(answer, status)
+
     def handle(self, path, headers, raw):
+        """``(http_status, answer)``; a scripted ``timeout`` hangs up without an answer instead."""
         try:
             body = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
@@ -104,17 +80,24 @@ class FakeSmsProvider:
             time.sleep(self.delay_seconds)  # the caller may give up meanwhile; the request is handled anyway
         behaviour = self._next_behaviour()
         if behaviour == "timeout":
-            time.sleep(self.timeout_seconds)
-            return None, None
+            hang_up(self.timeout_seconds)
         if behaviour and str(behaviour).startswith("http_"):
             return int(behaviour[5:]), {"error": "scripted"}
         return 200, self.answer(body, behaviour)
 
     def check(self, path, headers, body):
+        """What the real API would not understand in this request (empty when nothing)."""
         raise NotImplementedError
 
     def answer(self, body, behaviour):
+        """The provider's answer to a well-formed request; ``behaviour``: a scripted provider code, or None."""
         raise NotImplementedError
+
+
+def _json_headers_problems(headers):
+    if "application/json" in (headers.get("Content-Type") or ""):
+        return []
+    return ["Content-Type must be application/json"]
 
 
 class FakeEsms(FakeSmsProvider):
@@ -128,11 +111,8 @@ class FakeEsms(FakeSmsProvider):
         self.accepted_request_ids = {}
 
     def check(self, path, headers, body):
-        problems = []
-        if path != ESMS_PATH:
-            problems.append(f"unknown path {path}")
-        if "application/json" not in (headers.get("Content-Type") or ""):
-            problems.append("Content-Type must be application/json")
+        problems = [f"unknown path {path}"] if path != ESMS_PATH else []
+        problems += _json_headers_problems(headers)
         if not isinstance(body, dict):
             return problems + ["body must be a JSON object"]
         for field in ESMS_FIELDS:
@@ -159,7 +139,7 @@ class FakeEsms(FakeSmsProvider):
             return {"CodeResult": "101", "ErrorMessage": "Authorize Failed"}
         if body["Brandname"] != self.brandname:
             return {"CodeResult": "104", "ErrorMessage": "Brandname not registered"}
-        with self._lock:
+        with self.lock:
             if body["RequestId"] in self.accepted_request_ids:
                 return {"CodeResult": "124", "ErrorMessage": "Duplicate RequestId"}
             sms_id = uuid.uuid4().hex
@@ -179,14 +159,10 @@ class FakeSpeedSms(FakeSmsProvider):
         self.access_token, self.sender = access_token, sender
 
     def check(self, path, headers, body):
-        problems = []
-        if path != SPEEDSMS_PATH:
-            problems.append(f"unknown path {path}")
-        if "application/json" not in (headers.get("Content-Type") or ""):
-            problems.append("Content-Type must be application/json")
-        auth = headers.get("Authorization") or ""
+        problems = [f"unknown path {path}"] if path != SPEEDSMS_PATH else []
+        problems += _json_headers_problems(headers)
         expected = "Basic " + base64.b64encode(f"{self.access_token}:x".encode()).decode()
-        if auth != expected:
+        if (headers.get("Authorization") or "") != expected:
             problems.append("Basic auth must be <token>:x")
         if not isinstance(body, dict):
             return problems + ["body must be a JSON object"]
@@ -204,62 +180,9 @@ class FakeSpeedSms(FakeSmsProvider):
     def answer(self, body, behaviour):
         if behaviour:
             return {"status": "error", "code": str(behaviour), "message": "scripted"}
-        tran_id = len(self.delivered) + 1000
-        self.delivered.append({"phone": body["to"][0], "content": body["content"], "tran_id": tran_id,
-                               "at": time.time()})
+        with self.lock:
+            tran_id = len(self.delivered) + 1000
+            self.delivered.append({"phone": body["to"][0], "content": body["content"], "tran_id": tran_id,
+                                   "at": time.time()})
         return {"status": "success", "code": "00",
                 "data": {"tranId": tran_id, "totalSMS": 1, "totalPrice": 250, "invalidPhone": []}}
-
-
-class RecordingSmtpHandler:
-    """aiosmtpd handler keeping every message (``envelope``s) in ``messages``; can refuse recipients."""
-
-    def __init__(self):
-        self.messages = []
-        self.refuse = {}   # address → SMTP reply, e.g. "550 5.1.1 no such user" or "451 4.3.0 try later"
-        self.rcpts = []    # every RCPT TO: (address, time.monotonic(), accepted)
-        self.peers = set()  # (host, port) of every client connection that sent a recipient
-        self.received_at = []  # time.time() of every accepted message, in order
-        self._refuse_next = {}  # address → deque of replies, one per next RCPT
-
-    def refuse_next(self, address, reply, times=1):
-        """Refuse the next ``times`` deliveries to ``address`` with ``reply``, then accept again."""
-        self._refuse_next.setdefault(address, deque()).extend([reply] * times)
-
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 (aiosmtpd API)
-        scripted = self._refuse_next.get(address)
-        reply = scripted.popleft() if scripted else self.refuse.get(address)
-        self.rcpts.append((address, time.monotonic(), reply is None))
-        self.peers.add(tuple(session.peer) if session.peer else None)
-        if reply is not None:
-            return reply
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd API)
-        self.messages.append(envelope)
-        self.received_at.append(time.time())
-        return "250 Message accepted for delivery"
-
-
-def main():
-    """Serve the fakes for a local sandbox until interrupted."""
-    esms = FakeEsms(port=9101).start()
-    speedsms = FakeSpeedSms(port=9102).start()
-    try:
-        from aiosmtpd.controller import Controller
-
-        smtp = Controller(RecordingSmtpHandler(), hostname="127.0.0.1", port=1025)
-        smtp.start()
-    except ImportError:
-        smtp = None
-    print(f"eSMS fake {esms.base_url}, SpeedSMS fake {speedsms.base_url}, SMTP sink 127.0.0.1:1025")
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-
-
-if __name__ == "__main__":
-    main()

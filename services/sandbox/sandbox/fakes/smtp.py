@@ -1,0 +1,34 @@
+"""An SMTP sink: an aiosmtpd handler that keeps every message and can refuse recipients."""
+import time
+from collections import deque
+
+
+class RecordingSmtpHandler:
+    """aiosmtpd handler keeping every message (``envelope``s) in ``messages``; can refuse recipients."""
+
+    def __init__(self):
+        self.messages = []
+        self.refuse = {}   # address → SMTP reply, e.g. "550 5.1.1 no such user" or "451 4.3.0 try later"
+        self.rcpts = []    # every RCPT TO: (address, time.monotonic(), accepted)
+        self.peers = set()  # (host, port) of every client connection that sent a recipient
+        self.received_at = []  # time.time() of every accepted message, in order
+        self._refuse_next = {}  # address → deque of replies, one per next RCPT
+
+    def refuse_next(self, address, reply, times=1):
+        """Refuse the next ``times`` deliveries to ``address`` with ``reply``, then accept again."""
+        self._refuse_next.setdefault(address, deque()).extend([reply] * times)
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802 (aiosmtpd API)
+        scripted = self._refuse_next.get(address)
+        reply = scripted.popleft() if scripted else self.refuse.get(address)
+        self.rcpts.append((address, time.monotonic(), reply is None))
+        self.peers.add(tuple(session.peer) if session.peer else None)
+        if reply is not None:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd API)
+        self.messages.append(envelope)
+        self.received_at.append(time.time())
+        return "250 Message accepted for delivery"
