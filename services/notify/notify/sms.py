@@ -173,6 +173,27 @@ class EsmsClient(SmsClient):
                             permanent=True)
 
 
+# eSMS delivery receipts (the CallbackUrl): SendStatus 5 = reached the handset, 4 = refused, 6 = deleted;
+# other codes are not final. Translated here into our own vocabulary.
+ESMS_DELIVERED = 5
+ESMS_REFUSED = (4, 6)
+
+
+def status_from_esms_receipt(send_status, send_failed=None, send_success=None):
+    """Map an eSMS receipt to delivered / permanent_failure, or None when it is not final."""
+    try:
+        code = int(send_status)
+    except (TypeError, ValueError):
+        return None
+    if code == ESMS_DELIVERED:
+        if send_failed not in (None, "", 0, "0") and str(send_success or "0") in ("0", ""):
+            return Status.PERMANENT_FAILURE
+        return Status.DELIVERED
+    if code in ESMS_REFUSED:
+        return Status.PERMANENT_FAILURE
+    return None
+
+
 class SpeedSmsClient(SmsClient):
     """SpeedSMS REST API (``/index.php/sms/send``, Basic auth ``token:x``)."""
 
