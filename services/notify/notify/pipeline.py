@@ -21,7 +21,7 @@ channel:
 - each claimed message is sent in the channel's pool of ``concurrency`` green
   threads (the SMS router adds a bounded concurrency and a rate limit per
   provider; the mailer reuses a pool of SMTP connections);
-- a recorder writes every finished outcome in one executemany UPDATE, and
+- a recorder writes every finished outcome in one UPDATE (``RecordOutcomes``), and
   only then acknowledges those messages.
 
 A process killed mid-send leaves its messages unacknowledged: the broker hands

@@ -4,8 +4,8 @@ Only the unit of work (``unit_of_work.SqlUnitOfWork``) builds them; the use
 cases see them through it. Every method is one statement (the hot paths: a
 multi-row INSERT for an event's notifications and another for their delivery
 messages, one conditional UPDATE ... RETURNING for a batch of claims, one
-executemany UPDATE for a batch of outcomes, one UPDATE ... RETURNING for a
-receipt), written for PostgreSQL and for the SQLite of ``make run``.
+UPDATE for a batch of outcomes, one UPDATE ... RETURNING for a receipt),
+written for PostgreSQL and for the SQLite of ``make run``.
 
 The statements of the hot paths are built once (building and caching a
 statement costs more CPU than PostgreSQL takes to run it); on PostgreSQL a
