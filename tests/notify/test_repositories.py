@@ -29,23 +29,29 @@ SETTINGS = Settings(policy=RetryPolicy(max_attempts=2, base_seconds=30), lease_s
 
 
 @pytest.fixture
-def bus():
+def engine():
     engine = create_db_engine("sqlite://")
     Base.metadata.create_all(engine)
-    uow = SqlUnitOfWork(UnitOfWork(sessionmaker(bind=engine, expire_on_commit=False), relay=None))
-    yield MessageBus(uow, SETTINGS)
-    uow.close()
+    yield engine
     engine.dispose()
 
 
-def test_a_notification_is_recorded_claimed_sent_and_delivered_on_sqlite(bus):
+@pytest.fixture
+def bus(engine):
+    uow = SqlUnitOfWork(UnitOfWork(sessionmaker(bind=engine, expire_on_commit=False), relay=None))
+    yield MessageBus(uow, SETTINGS)
+    uow.close()
+
+
+def test_a_notification_is_recorded_claimed_sent_and_delivered_on_sqlite(bus, engine):
     now = utcnow()
     event = {"event_id": "e-1", "dossier_code": "D-1", "new_status": "accepted", "procedure_name": "Thủ tục",
              "applicant": {"full_name": "An", "phone": "0912345678", "email": "an@example.vn"}}
     sms_id, email_id = bus.handle(NotifyDossierStatusChanged("c", event, now=now))
     assert bus.handle(NotifyDossierStatusChanged("c", event, now=now)) is None
-    with bus.uow._database.read() as session:
-        queued = [(row.event_type, row.payload["notification_id"]) for row in session.execute(outbox_table.select())]
+    with engine.connect() as connection:
+        queued = [(row.event_type, row.payload["notification_id"])
+                  for row in connection.execute(outbox_table.select().order_by(outbox_table.c.id))]
     assert queued == [("deliver_sms", sms_id), ("deliver_email", email_id)]
 
     claimed = bus.handle(ClaimDeliveries((Delivery(sms_id, 0), Delivery(email_id, 0), Delivery(sms_id, 0)), now=now))
