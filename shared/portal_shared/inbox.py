@@ -14,13 +14,18 @@ from portal_shared.schema import inbox_table
 from portal_shared.timeutil import utcnow
 
 
+# built once per dialect: every event handler runs it, and building a statement costs more than running it
+_CLAIMS = {
+    name: insert(inbox_table).on_conflict_do_nothing().returning(inbox_table.c.event_id)
+    for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+}
+
+
 def claim_event(session, consumer, event_id):
     """Return True if this consumer has not yet processed ``event_id``."""
     values = {"consumer": consumer, "event_id": str(event_id), "received_at": utcnow()}
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(inbox_table).values(**values).on_conflict_do_nothing().returning(inbox_table.c.event_id)
-    return session.execute(statement).first() is not None
+    statement = _CLAIMS["postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"]
+    return session.execute(statement, values).first() is not None
 
 
 def prune_inbox(engine, retention, now=None):

@@ -6,8 +6,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 
-from notify.domain.model import Outcome, RetryPolicy, Status, status_after_attempt, status_from_esms_receipt
-from notify.use_cases import new_notification
+from notify.domain.model import Notification, Outcome, RetryPolicy, Status, status_after_attempt
+from notify.rendering import render_sms
+from notify.repositories import SqlNotifications
+from notify.sms import status_from_esms_receipt
 from portal_shared.timeutil import utcnow
 
 
@@ -40,12 +42,14 @@ def test_one_event_cannot_have_two_messages_on_one_channel(notify_database):
     session = sessionmaker(bind=notify_database.engine)()
     event_id = str(uuid.uuid4())
     params = {"dossier_code": "UQ-1", "procedure_name": "Thủ tục"}
+    text = render_sms("accepted", params)
+    repository = SqlNotifications(session)
     try:
-        new_notification(session, "sms", "0912345678", "accepted", params, "UQ-1", event_id, utcnow())
-        new_notification(session, "email", "a@example.vn", "accepted", params, "UQ-1", event_id, utcnow())
+        repository.add(Notification.create("sms", "0912345678", "accepted", "UQ-1", text, utcnow(), event_id))
+        repository.add(Notification.create("email", "a@example.vn", "accepted", "UQ-1", text, utcnow(), event_id))
         session.commit()
         with pytest.raises(sa.exc.IntegrityError):
-            new_notification(session, "sms", "0912345678", "accepted", params, "UQ-1", event_id, utcnow())
+            repository.add(Notification.create("sms", "0912345678", "accepted", "UQ-1", text, utcnow(), event_id))
         session.rollback()
     finally:
         session.close()

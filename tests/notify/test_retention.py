@@ -4,8 +4,10 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 
+from notify.commands import PruneBodies
+from notify.messagebus import MessageBus
 from notify.orm import NotificationRow
-from notify.retention import prune_bodies
+from notify.unit_of_work import SqlUnitOfWork
 from portal_shared.db import UnitOfWork
 from portal_shared.timeutil import utcnow
 
@@ -25,9 +27,9 @@ def test_old_delivered_texts_are_blanked_and_the_rest_kept(notify_database):
                 id=key, channel="email", recipient="an@example.vn", template="processed", reference="R-1",
                 subject="Hồ sơ R-1", body="Kính gửi Nguyễn Văn An", html_body="<p>An</p>", status=status,
                 attempts=1, created_at=created, updated_at=created))
-    uow = UnitOfWork(sessionmaker(bind=notify_database.engine), relay=None)
-    assert prune_bodies(uow, 90, now=now) == 2
-    assert prune_bodies(uow, 90, now=now) == 0  # nothing twice
+    bus = MessageBus(SqlUnitOfWork(UnitOfWork(sessionmaker(bind=notify_database.engine), relay=None)))
+    assert bus.handle(PruneBodies(90, now=now)) == 2
+    assert bus.handle(PruneBodies(90, now=now)) == 0  # nothing twice
     with notify_database.engine.connect() as connection:
         found = {row.id: row for row in connection.execute(sa.select(NotificationRow.__table__))}
     for key in ("old-sent", "old-delivered"):

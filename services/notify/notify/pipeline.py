@@ -15,13 +15,13 @@ channel:
 
 - the broker gives at most ``concurrency`` unacknowledged messages (prefetch);
 - a claimer takes every message that has arrived (a batch when there is a
-  backlog) and claims their rows in one UPDATE (``use_cases.claim_batch``);
+  backlog) and claims their rows in one UPDATE (``ClaimDeliveries``);
   messages whose row is not claimable (already sent, a stale duplicate) are
   acknowledged at once;
 - each claimed message is sent in the channel's pool of ``concurrency`` green
   threads (the SMS router adds a bounded concurrency and a rate limit per
   provider; the mailer reuses a pool of SMTP connections);
-- a recorder writes every finished outcome in one executemany UPDATE, and
+- a recorder writes every finished outcome in one UPDATE (``RecordOutcomes``), and
   only then acknowledges those messages.
 
 A process killed mid-send leaves its messages unacknowledged: the broker hands
@@ -43,8 +43,11 @@ import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 
 from notify import use_cases
+from notify.commands import ClaimDeliveries, RecordOutcomes
 from notify.dependencies import build_channels, build_settings
 from notify.domain.model import Outcome, Status
+from notify.messagebus import DELIVERY_EVENT_TYPES, MessageBus
+from notify.unit_of_work import SqlUnitOfWork
 from portal_shared.config import get_int, get_str
 from portal_shared.db import UnitOfWork, create_db_engine
 from portal_shared.logs import get_logger
@@ -57,7 +60,7 @@ CHANNELS = ("sms", "email")
 def delivery_queue(service_name, channel):
     exchange = get_event_exchange(service_name, {})
     return Queue(f"{service_name}.delivery.{channel}", exchange=exchange,
-                 routing_key=use_cases.DELIVERY_EVENT_TYPES[channel], durable=True)
+                 routing_key=DELIVERY_EVENT_TYPES[channel], durable=True)
 
 
 class ChannelWorker:
@@ -79,8 +82,9 @@ class ChannelWorker:
         self._stopped = Event()
         self.connection = None
         self.in_flight = 0
-        self._claim_uow = uow_factory()   # one session per green thread that writes
-        self._record_uow = uow_factory()
+        # one unit of work (one session) per green thread that writes
+        self._claims = MessageBus(uow_factory(), settings)
+        self._outcomes = MessageBus(uow_factory(), settings)
 
     # -- threads -------------------------------------------------------------
     def run_consumer(self):
@@ -132,7 +136,7 @@ class ChannelWorker:
             if not batch:
                 continue
             try:
-                claimed = use_cases.claim_batch(self._claim_uow, [delivery for _, delivery in batch], self.settings)
+                claimed = self._claims.handle(ClaimDeliveries(tuple(delivery for _, delivery in batch)))
             except Exception as exc:  # database away: give the messages back to the broker, try again later
                 log.warning("delivery_claim_failed", channel=self.channel, error=str(exc)[:300], messages=len(batch))
                 for message, _ in batch:
@@ -162,8 +166,7 @@ class ChannelWorker:
                 continue
             while True:
                 try:
-                    use_cases.record_outcomes(self._record_uow, [(claimed, outcome) for _, claimed, outcome in batch],
-                                              self.settings)
+                    self._outcomes.handle(RecordOutcomes(tuple((claimed, outcome) for _, claimed, outcome in batch)))
                     break
                 except Exception as exc:  # keep the outcomes and the messages; retry until the database answers
                     log.warning("delivery_record_failed", channel=self.channel, error=str(exc)[:300])
@@ -206,8 +209,8 @@ class ChannelWorker:
         """Stop taking messages, let sends under way finish and record them (bounded), then disconnect."""
         self._running = False
         self._stopped.wait()
-        self._claim_uow.close()
-        self._record_uow.close()
+        self._claims.uow.close()
+        self._outcomes.uow.close()
 
 
 def pipeline_engine(url, concurrency):
@@ -251,7 +254,7 @@ class DeliveryPipeline(DependencyProvider):
         self.sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False)
 
     def _uow(self):
-        return UnitOfWork(self.sessionmaker, None)
+        return SqlUnitOfWork(UnitOfWork(self.sessionmaker, None))
 
     def start(self):
         for channel in CHANNELS:

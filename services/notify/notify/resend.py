@@ -4,16 +4,19 @@
     python -m notify.resend --reference <DOSSIER-CODE>
     (installed as ``notify-resend``; uses NOTIFY_DATABASE_URL)
 
-The notifications go back to ``created`` with fresh attempts; a running
-notify process picks them up at its next timer tick.
+The notifications go back to ``created`` with fresh attempts and a delivery
+message each in the outbox: a running notify process sends them at once.
 """
 import argparse
 import sys
 
-from notify import use_cases
+from sqlalchemy.orm import sessionmaker
+
+from notify.commands import ResendNotifications
+from notify.messagebus import MessageBus
+from notify.unit_of_work import SqlUnitOfWork
 from portal_shared.config import env_or
 from portal_shared.db import UnitOfWork, create_db_engine
-from sqlalchemy.orm import sessionmaker
 
 
 def main(argv=None):
@@ -25,15 +28,16 @@ def main(argv=None):
     if bool(args.notification_id) == bool(args.reference):
         parser.error("give either a notification id or --reference")
     engine = create_db_engine(args.database_url)
-    uow = UnitOfWork(sessionmaker(bind=engine, expire_on_commit=False), relay=None)
+    uow = SqlUnitOfWork(UnitOfWork(sessionmaker(bind=engine, expire_on_commit=False), relay=None))
     try:
-        rows = use_cases.resend(uow, notification_id=args.notification_id, reference=args.reference)
+        resent = MessageBus(uow).handle(ResendNotifications(args.notification_id, args.reference))
     finally:
         uow.close()
         engine.dispose()
-    for row in rows:
-        print(f"{row.id} {row.channel} {row.template} {row.reference}: queued again")
-    if not rows:
+    for notification in resent:
+        print(f"{notification.id} {notification.channel} {notification.template} {notification.reference}: "
+              "queued again")
+    if not resent:
         print("nothing to resend (no failed notification matches)", file=sys.stderr)
         return 1
     return 0

@@ -4,13 +4,24 @@ import hmac
 from nameko.dependency_providers import Config
 from nameko.exceptions import RemoteError
 
-from notify import retention, use_cases
+from notify import use_cases
+from notify.commands import (
+    ApplySmsReceipt,
+    NotifyDossierStatusChanged,
+    NotifyPaymentEvent,
+    PruneBodies,
+    QueueDueNotifications,
+    SendNotification,
+)
 from notify.dependencies import DeliverySettings, config_timer
-from notify.domain.model import PAYMENT_EVENT_KINDS, status_from_esms_receipt
+from notify.domain.model import PAYMENT_EVENT_KINDS
+from notify.messagebus import MessageBus
 from notify.orm import Base  # noqa: F401  (tables known to Alembic autogenerate)
 from notify.pipeline import DeliveryPipeline
 from notify.rendering import TemplateParamsError
 from notify.schemas import DossierStatusChangedSchema, PaymentEventSchema, ReferenceSchema, SendNotificationSchema
+from notify.sms import status_from_esms_receipt
+from notify.unit_of_work import SqlUnitOfWork
 from notify.use_cases import NotificationNotFound, dump_notification
 from portal_shared.auth import CallerIdentity, ServiceRpcProxy
 from portal_shared.config import get_str
@@ -47,13 +58,13 @@ class NotifyService(health.HealthEndpoints):
             "channel": channel, "recipient": recipient, "template": template, "params": params, "reference": reference,
         })
         try:
-            row = use_cases.create_notification(self.db, request)
+            notification = self._bus().handle(SendNotification(**request))
         except TemplateParamsError as exc:
             raise ValidationError({"params": exc.fields}) from None
-        self.log.info("notification_requested", notification_id=row.id, channel=row.channel, template=row.template,
-                      reference=row.reference)
+        self.log.info("notification_requested", notification_id=notification.id, channel=notification.channel,
+                      template=notification.template, reference=notification.reference)
         # queued for its channel in the same transaction; delivered by the pipeline, not by this worker
-        return dump_notification(row)
+        return dump_notification(notification)
 
     @rpc(expected_exceptions=EXPECTED)
     def get_notifications(self, reference):
@@ -61,7 +72,8 @@ class NotifyService(health.HealthEndpoints):
         request = load(ReferenceSchema(), {"reference": reference})
         if not caller.has("operator"):
             self._check_officer_agency(caller, request["reference"])
-        return [dump_notification(row) for row in use_cases.list_notifications(self.db, request["reference"])]
+        return [dump_notification(notification)
+                for notification in use_cases.list_notifications(self._uow(), request["reference"])]
 
     def _check_officer_agency(self, caller, dossier_code):
         """An officer reads the notifications of dossiers of their agencies (asked of the dossier service)."""
@@ -77,7 +89,7 @@ class NotifyService(health.HealthEndpoints):
     @reliable_event_handler("dossier", "dossier_status_changed")
     def on_dossier_status_changed(self, payload):
         event = load(DossierStatusChangedSchema(), payload)
-        ids = use_cases.notify_dossier_status_changed(self.db, "notify.on_dossier_status_changed", event)
+        ids = self._bus().handle(NotifyDossierStatusChanged("notify.on_dossier_status_changed", event))
         self._after_event("dossier_status_changed", event, ids)
 
     @reliable_event_handler("payment", "payment_succeeded")
@@ -90,8 +102,8 @@ class NotifyService(health.HealthEndpoints):
 
     def _payment_event(self, event_type, payload):
         event = load(PaymentEventSchema(), payload)
-        ids = use_cases.notify_payment_event(self.db, f"notify.on_{event_type}", PAYMENT_EVENT_KINDS[event_type],
-                                             event, find_dossier=self.dossier_rpc.get_dossier)
+        command = NotifyPaymentEvent(f"notify.on_{event_type}", PAYMENT_EVENT_KINDS[event_type], event)
+        ids = self._bus(find_dossier=self.dossier_rpc.get_dossier).handle(command)
         self._after_event(event_type, event, ids)
 
     def _after_event(self, event_type, event, ids):
@@ -102,13 +114,13 @@ class NotifyService(health.HealthEndpoints):
     @config_timer(interval=5, config_key="NOTIFY_RETRY_TICK_SECONDS")
     def send_due(self):
         """Queue due retries, resends and rows whose lease ran out (the safety net; sends nothing itself)."""
-        use_cases.enqueue_due(self.db, self.settings)
+        self._bus().handle(QueueDueNotifications())
 
     @config_timer(interval=3600, config_key="NOTIFY_BODY_PRUNE_SECONDS")
     def prune_old_bodies(self):
         """Texts of delivered messages older than NOTIFY_BODY_RETENTION_DAYS (default 90) are blanked."""
         days = float(self.config.get("NOTIFY_BODY_RETENTION_DAYS") or 90)
-        pruned = retention.prune_bodies(self.db, days)
+        pruned = self._bus().handle(PruneBodies(days))
         if pruned:
             self.log.info("notification_bodies_pruned", rows=pruned, retention_days=days)
 
@@ -130,10 +142,17 @@ class NotifyService(health.HealthEndpoints):
             self.log.warning("esms_receipt_malformed", reason=str(exc))
             return json_response({"error": f"malformed receipt: {exc}"}, 400)
         status = status_from_esms_receipt(receipt["SendStatus"], receipt.get("SendFailed"), receipt.get("SendSuccess"))
-        row = use_cases.apply_esms_receipt(self.db, receipt.get("RequestId"), receipt["SMSID"], status)
-        self.log.info("esms_receipt", notification_id=row.id if row else None, send_status=receipt["SendStatus"],
-                      applied=row is not None, status=row.status if row else None)
+        applied = self._bus().handle(ApplySmsReceipt("esms", receipt["SMSID"], status, receipt.get("RequestId")))
+        self.log.info("esms_receipt", notification_id=applied.notification_id if applied else None,
+                      send_status=receipt["SendStatus"], applied=applied is not None,
+                      status=applied.status if applied else None)
         return json_response({"status": "received"})
+
+    def _uow(self):
+        return SqlUnitOfWork(self.db)
+
+    def _bus(self, find_dossier=None):
+        return MessageBus(self._uow(), self.settings, find_dossier)
 
 
 RECEIPT_FIELDS = {"SMSID": 64, "RequestId": 64, "SendStatus": 4, "SendSuccess": 8, "SendFailed": 8}
