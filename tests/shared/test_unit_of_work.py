@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from portal_shared import unit_of_work
-from portal_shared.testing.fakes import FakeInbox, FakeOutbox, InMemoryUnitOfWork
+from portal_shared.testing.memory import FakeInbox, FakeOutbox, InMemoryUnitOfWork
 
 
 @dataclass(frozen=True)

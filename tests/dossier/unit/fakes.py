@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 
 from dossier.domain.model import OPEN, PAUSED
 from dossier.unit_of_work import AbstractUnitOfWork
-from portal_shared.testing.fakes import FakeInbox, FakeOutbox, InMemoryUnitOfWork
+from portal_shared.testing.memory import FakeInbox, FakeOutbox, InMemoryUnitOfWork
 
 
 @dataclass

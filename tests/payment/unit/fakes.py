@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from payment.domain.model import Outcome, Source, Status
 from payment.gateways import CheckoutResult, Gateway, PaymentReport, RefundResult
 from payment.unit_of_work import AbstractUnitOfWork
-from portal_shared.testing.fakes import FakeInbox, FakeOutbox
+from portal_shared.testing.memory import FakeInbox, FakeOutbox
 
 
 def snapshot(payment):

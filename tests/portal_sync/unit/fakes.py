@@ -9,7 +9,7 @@ import random
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from portal_shared.testing.fakes import FakeInbox, InMemoryUnitOfWork
+from portal_shared.testing.memory import FakeInbox, InMemoryUnitOfWork
 from portal_sync.client import PortalRefused, PortalUnavailable
 from portal_sync.domain.sync import SyncRecord
 from portal_sync.dossiers import DossierMissing, DossierUnavailable
