@@ -70,7 +70,7 @@ def main(argv=None):
     engine = _engine(url)
     try:
         if not args.no_migrate and not _schema_at_head(engine):
-            from portal_shared.db import upgrade_database
+            from portal_shared.migrations import upgrade_database
 
             upgrade_database(engine, _service()[0])
         if args.list:

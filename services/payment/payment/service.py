@@ -27,17 +27,17 @@ from payment.schemas import (
     dump_payment,
 )
 from payment.unit_of_work import SqlUnitOfWork
-from portal_shared.auth import CallerIdentity, ServiceRpcProxy
 from portal_shared.config import get_float
-from portal_shared.db import Database
 from portal_shared.errors import Forbidden, Unauthorized, ValidationError, load
-from portal_shared.events import reliable_event_handler
-from portal_shared import health  # module import: `nameko run payment.service` must find only PaymentService
-from portal_shared.health import Monitoring, json_response
-from portal_shared.logs import WorkerLogContext
-from portal_shared.rpc import rpc
+from portal_shared.extensions import health  # module import: `nameko run payment.service` must find only PaymentService
+from portal_shared.extensions.auth import CallerIdentity, ServiceRpcProxy
+from portal_shared.extensions.database import Database
+from portal_shared.extensions.events import reliable_event_handler
+from portal_shared.extensions.health import Monitoring, json_response
+from portal_shared.extensions.logs import WorkerLogContext
+from portal_shared.extensions.rpc import rpc
+from portal_shared.extensions.web import callback
 from portal_shared.untrusted import Malformed, json_object, query_fields
-from portal_shared.web import callback
 
 EXPECTED = (ValidationError, NoPaymentDue, AlreadyPaid, GatewayUnavailable, PaymentNotFound, Unauthorized,
             Forbidden)

@@ -29,8 +29,9 @@ from sqlalchemy.orm import sessionmaker  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from portal_shared.config import env_or  # noqa: E402
-from portal_shared.db import UnitOfWork, create_db_engine, upgrade_database  # noqa: E402
+from portal_shared.db import UnitOfWork, create_db_engine  # noqa: E402
 from portal_shared.logs import configure_logging  # noqa: E402
+from portal_shared.migrations import upgrade_database  # noqa: E402
 from portal_shared.validation import MAX_PAGE  # noqa: E402  (dossier's largest list_dossiers page)
 from portal_sync import use_cases  # noqa: E402
 from portal_sync.catalogue import NationalCodes  # noqa: E402

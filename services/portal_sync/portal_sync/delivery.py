@@ -14,7 +14,8 @@ from nameko.extensions import DependencyProvider
 from prometheus_client import Counter
 
 from portal_shared.config import get_float, get_int
-from portal_shared.db import Database, UnitOfWork
+from portal_shared.db import UnitOfWork
+from portal_shared.extensions.database import Database
 from portal_shared.logs import get_logger
 from portal_sync import use_cases
 from portal_sync.catalogue import NationalCatalogue
