@@ -8,5 +8,5 @@ nor eventlet, so the command-line tools use them directly.
 
 ``portal_shared.extensions`` is the Nameko part built on them: the
 ``Database`` provider, the relay's extension, worker log context, reliable
-event handlers, health, web, RPC and auth providers.
+event handlers, the config-driven timer, health, web, RPC and auth providers.
 """

@@ -5,7 +5,7 @@ from nameko.dependency_providers import Config
 from nameko.exceptions import RemoteError
 
 from notify import retention, use_cases
-from notify.dependencies import DeliverySettings, config_timer
+from notify.dependencies import DeliverySettings
 from notify.domain.model import PAYMENT_EVENT_KINDS, status_from_esms_receipt
 from notify.orm import Base  # noqa: F401  (tables known to Alembic autogenerate)
 from notify.pipeline import DeliveryPipeline
@@ -21,6 +21,7 @@ from portal_shared.extensions.events import reliable_event_handler
 from portal_shared.extensions.health import Monitoring, json_response
 from portal_shared.extensions.logs import WorkerLogContext
 from portal_shared.extensions.rpc import rpc
+from portal_shared.extensions.timer import config_timer
 from portal_shared.extensions.web import callback
 from portal_shared.untrusted import Malformed, json_object, query_fields
 

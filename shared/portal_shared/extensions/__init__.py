@@ -4,6 +4,7 @@
   the outbox relay (``relay.OutboxRelayExtension``) as its sub-extension;
 - ``logs.WorkerLogContext``: call id and entrypoint on every line of a worker;
 - ``events.reliable_event_handler``: retries with back-off, then a dead-letter queue;
+- ``timer.config_timer``: a timer whose interval comes from the config;
 - ``health``: ``Monitoring`` and ``/healthz``, ``/readyz``, ``/metrics``;
 - ``web``: the guarded HTTP listener and its ``http`` / ``callback`` / ``probe`` entrypoints;
 - ``rpc.rpc``: the authenticated RPC entrypoint; ``auth``: ``CallerIdentity``, ``ServiceRpcProxy``;
