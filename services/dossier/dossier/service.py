@@ -4,7 +4,7 @@ from nameko.exceptions import RemoteError
 from dossier import permissions, use_cases
 from dossier.domain.model import InvalidTransition
 from dossier.orm import Base  # noqa: F401  (tables known to Alembic autogenerate)
-from dossier.procedures import ProcedureCatalogue
+from dossier.providers import ProcedureCatalogue
 from dossier.schemas import (
     ActOnDossierSchema,
     DossierCodeSchema,

@@ -18,9 +18,8 @@ from portal_shared.db import UnitOfWork
 from portal_shared.extensions.database import Database
 from portal_shared.logs import get_logger
 from portal_sync import use_cases
-from portal_sync.catalogue import NationalCatalogue
 from portal_sync.client import NationalPortalClient, PortalSettings
-from portal_sync.dossiers import Dossiers
+from portal_sync.providers import Dossiers, NationalCatalogue
 
 log = get_logger(__name__)
 

@@ -10,10 +10,9 @@ from portal_shared.extensions.health import HealthEndpoints, Monitoring
 from portal_shared.extensions.logs import WorkerLogContext
 from portal_shared.extensions.rpc import rpc
 from portal_sync import use_cases
-from portal_sync.catalogue import NationalCatalogue
 from portal_sync.delivery import PortalDelivery
-from portal_sync.dossiers import Dossiers
 from portal_sync.orm import Base  # noqa: F401  (tables known to Alembic autogenerate)
+from portal_sync.providers import Dossiers, NationalCatalogue
 from portal_sync.schemas import PaymentEventSchema, StatusChangedSchema
 
 SYNC_DOSSIERS = Gauge("portal_sync_dossiers", "Dossiers by synchronisation state", ["state"])
