@@ -15,7 +15,6 @@ file with ``--each`` rows of every discrepancy, then runs as child processes, ea
    writes the CSV and HTML reports).
 """
 import argparse
-import io
 import os
 import subprocess
 import sys
@@ -25,7 +24,8 @@ from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
-from portal_shared.db import create_db_engine, upgrade_database
+from portal_shared.db import create_db_engine
+from portal_shared.migrations import upgrade_database
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)

@@ -30,7 +30,7 @@ from nameko.exceptions import UnknownService
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from bench.ceilings import metadata
-from portal_shared.outbox import ConfirmingPublisher
+from portal_shared.relay import ConfirmingPublisher
 from portal_shared.testing.plugin import FreshDatabase
 from tests.helpers import free_port
 

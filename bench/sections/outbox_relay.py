@@ -22,7 +22,7 @@ import pika
 from nameko.amqp.publish import Publisher
 from nameko.standalone.events import get_event_exchange
 
-from portal_shared.outbox import OutboxRelay
+from portal_shared.relay import OutboxRelay
 from portal_shared.schema import outbox_table
 from portal_shared.testing.plugin import FreshDatabase
 from portal_shared.timeutil import utcnow

@@ -1,7 +1,12 @@
 """Common library of the public-service portal backend.
 
-Everything every service needs once lives here: configuration helpers,
-structured logging with masking, the SQLAlchemy dependency provider, the
-transactional outbox and the consumer inbox, reliable event handlers with a
-dead-letter queue, and the health/metrics HTTP endpoints.
+The modules here are the framework-free core: the engine factory and unit of
+work, migrations, the transactional outbox (``record_event``) and its relay,
+the consumer inbox, logging setup with masking, configuration, time,
+validation, phone numbers, caller tokens. Importing them loads neither Nameko
+nor eventlet, so the command-line tools use them directly.
+
+``portal_shared.extensions`` is the Nameko part built on them: the
+``Database`` provider, the relay's extension, worker log context, reliable
+event handlers, the config-driven timer, health, web, RPC and auth providers.
 """

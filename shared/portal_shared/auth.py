@@ -6,16 +6,16 @@ as ``Bearer <token>``: HS256 with ``AUTH_JWT_SECRET``, issuer
 ``AUTH_JWT_ISSUER`` (default ``portal-auth``), audience ``portal-backend``,
 with ``exp``. Claims: ``sub``, ``roles``, ``agencies``, ``id_number``.
 
-``CallerIdentity`` is the dependency provider: ``self.caller.require()`` in
-an entrypoint verifies the token and returns the ``Caller``, or raises
+``verify`` turns a context value into the ``Caller``, or raises
 ``Unauthorized``; the services' permission rules raise ``Forbidden``. The
 secret is read verbatim from the environment (never through YAML); a
 ``AUTH_JWT_SECRET`` key in the Nameko config (tests) wins over it. Without a
-secret every call is refused.
+secret every call is refused. ``ServiceTokens`` are the tokens a service
+makes for itself (role ``service``). ``portal-token`` (``main``) signs a token
+for an operator.
 
-``ServiceRpcProxy`` is an ``RpcProxy`` whose calls carry a token the calling
-service makes for itself (role ``service``), never the token of whoever
-caused the worker (an HTTP caller, an event publisher).
+The Nameko providers over these (``CallerIdentity``, ``ServiceRpcProxy``) are
+in ``portal_shared.extensions.auth``.
 """
 import argparse
 import os
@@ -25,8 +25,6 @@ import time
 from dataclasses import dataclass, field
 
 import jwt
-from nameko.extensions import DependencyProvider
-from nameko.rpc import MethodProxy, RpcProxy, ServiceProxy
 
 from portal_shared.errors import Forbidden, Unauthorized
 
@@ -170,24 +168,6 @@ class CallerAccess:
         return self._caller
 
 
-class CallerIdentity(DependencyProvider):
-    """Gives each worker a ``CallerAccess`` over its context data's ``authorization``."""
-
-    def setup(self):
-        from portal_shared.logs import configure_logging, get_logger
-
-        configure_logging()
-        self.settings = auth_settings(self.container.config)
-        log = get_logger(__name__)
-        if not self.settings.configured:
-            log.error("auth_not_configured", reason="AUTH_JWT_SECRET is not set: every RPC call is refused")
-        elif len(self.settings.secret.encode("utf-8")) < MIN_SECRET_LENGTH:
-            log.warning("auth_secret_short", reason=f"AUTH_JWT_SECRET has fewer than {MIN_SECRET_LENGTH} bytes")
-
-    def get_dependency(self, worker_ctx):
-        return CallerAccess(worker_ctx.data.get(AUTH_CONTEXT_KEY), self.settings)
-
-
 class ServiceTokens:
     """Tokens a service makes for itself (role ``service``), renewed before they expire."""
 
@@ -204,40 +184,6 @@ class ServiceTokens:
                                issuer=self.settings.issuer, ttl_seconds=self.ttl_seconds, now=now)
             self._token, self._renew_at = bearer(token), now + self.ttl_seconds / 2
         return self._token
-
-
-class _ServiceMethodProxy(MethodProxy):
-    def __init__(self, *args, tokens, **kwargs):
-        self._tokens = tokens
-        super().__init__(*args, **kwargs)
-
-    def get_message_headers(self, worker_ctx):
-        headers = super().get_message_headers(worker_ctx)
-        headers[self._get_header_name(AUTH_CONTEXT_KEY)] = self._tokens.header()
-        return headers
-
-
-class _ServiceProxy(ServiceProxy):
-    def __init__(self, *args, tokens, **kwargs):
-        self._tokens = tokens
-        super().__init__(*args, **kwargs)
-
-    def __getattr__(self, name):
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return _ServiceMethodProxy(self.worker_ctx, self.service_name, name, self.reply_listener,
-                                   tokens=self._tokens, **self.options)
-
-
-class ServiceRpcProxy(RpcProxy):
-    """``RpcProxy`` whose calls carry this service's own ``service`` token."""
-
-    def setup(self):
-        self.tokens = ServiceTokens(self.container.service_name, auth_settings(self.container.config))
-
-    def get_dependency(self, worker_ctx):
-        return _ServiceProxy(worker_ctx, self.target_service, self.rpc_reply_listener, tokens=self.tokens,
-                             **self.options)
 
 
 def _read_dev_secret():

@@ -1,39 +1,37 @@
-"""Database access for Nameko services: engine, migrations and a per-worker session.
+"""Database access without a framework: the engine factory, a retrying session, the unit of work.
 
-``Database`` is a dependency provider: it creates the engine and applies the
-service's Alembic migrations in ``setup()``, runs the outbox relay while the
-container runs, and hands each worker a ``UnitOfWork`` whose session is closed
-in ``worker_teardown``.
+Services get these through ``portal_shared.extensions.database.Database``;
+command-line tools build them directly (``create_db_engine`` and
+``UnitOfWork(sessionmaker(bind=engine), None)``). Migrations are in
+``portal_shared.migrations``.
 """
 import os
+import select
+import sys
 from contextlib import contextmanager
-from datetime import timedelta
 
-import eventlet
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from nameko.extensions import DependencyProvider
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
 from portal_shared import outbox
-from portal_shared.config import get_bool, get_float, get_str
-from portal_shared.logs import configure_logging, get_logger
+from portal_shared.logs import get_logger
 from portal_shared.sqltypes import UtcDateTime  # noqa: F401  (re-exported for the services)
 
 log = get_logger(__name__)
 
-MIGRATION_LOCK_KEY = 7_300_001  # pg advisory lock: one migrating process at a time
 POOL_RECYCLE_SECONDS = 1800
 
-try:  # the real poll(): eventlet's green select has none, and a zero timeout needs no hub
-    from eventlet.patcher import original as _original
 
-    _select = _original("select")
-except ImportError:  # pragma: no cover - the services always run on eventlet
-    import select as _select
-_poll, _POLLIN = _select.poll, _select.POLLIN
+def _real_poll():
+    """The operating system's poll(). Eventlet's monkey patching removes ``select.poll`` (its green
+    select has none); a zero-timeout poll needs no hub, so the original serves green threads too."""
+    if hasattr(select, "poll"):
+        return select.poll
+    return sys.modules["eventlet.patcher"].original("select").poll
+
+
+_poll, _POLLIN = _real_poll(), select.POLLIN
 
 
 def create_db_engine(url):
@@ -110,27 +108,14 @@ class RetryingSession(Session):
             return super().execute(statement, *args, **kwargs)
 
 
-def upgrade_database(engine, script_location):
-    """Apply the Alembic history at ``script_location`` up to head.
-
-    On PostgreSQL an advisory lock makes processes that start together take
-    turns: the first migrates, the others find the schema at head.
-    """
-    cfg = AlembicConfig()
-    cfg.set_main_option("script_location", script_location)
-    with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "head")
-
-
 class UnitOfWork:
-    """A worker's view of the database: one session, explicit transactions.
+    """A worker's (or a command's) view of the database: one session, explicit transactions.
 
     ``transaction()`` commits when its block ends normally and rolls back on
-    any exception; after a commit that recorded events it wakes the outbox
-    relay so the events leave within milliseconds.
+    any exception; after a commit that recorded events it wakes ``relay``
+    (anything with ``wake()``: the service's outbox relay; None in a command,
+    whose events the running service's relay sweeps up) so the events leave
+    within milliseconds.
     """
 
     def __init__(self, sessionmaker_, relay):
@@ -174,82 +159,3 @@ class UnitOfWork:
         if self._session is not None:
             self._session.close()
             self._session = None
-
-
-class Database(DependencyProvider):
-    """SQLAlchemy dependency provider with migrations and the outbox relay.
-
-    :param migrations: Alembic script location, e.g. ``"dossier:migrations"``.
-    :param relay_events: run the outbox relay for this service's events.
-    """
-
-    def __init__(self, migrations, relay_events=True, url_key="DATABASE_URL"):
-        self.migrations = migrations
-        self.relay_events = relay_events
-        self.url_key = url_key
-        self.engine = None
-        self.relay = None
-        self._units = {}
-
-    def setup(self):
-        configure_logging()  # before migrations log anything; idempotent
-        config = self.container.config
-        url = get_str(config, self.url_key)
-        if not url:
-            raise RuntimeError(f"{self.url_key} is not configured")
-        self.engine = create_db_engine(url)
-        if get_bool(config, "DATABASE_MIGRATE_ON_START", True):
-            upgrade_database(self.engine, self.migrations)
-        self.sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False, class_=RetryingSession)
-        if self.relay_events:
-            self.relay = outbox.OutboxRelay(
-                self.engine,
-                amqp_uri=config["AMQP_URI"],
-                service_name=self.container.service_name,
-                sweep_seconds=get_float(config, "OUTBOX_SWEEP_SECONDS", 1.0),
-                retention_hours=get_float(config, "OUTBOX_RETENTION_HOURS", 168.0),
-            )
-
-    def start(self):
-        if self.relay is not None:
-            self.container.spawn_managed_thread(self.relay.run, identifier="outbox_relay")
-        self.container.spawn_managed_thread(self._prune_inbox_forever, identifier="inbox_retention")
-
-    def _prune_inbox_forever(self):
-        """Consumer inbox claims older than INBOX_RETENTION_HOURS (default 30 days) go, every 10 minutes."""
-        from portal_shared.inbox import prune_inbox
-
-        retention = timedelta(hours=get_float(self.container.config, "INBOX_RETENTION_HOURS", 720.0))
-        while True:
-            try:
-                removed = prune_inbox(self.engine, retention)
-                if removed:
-                    log.info("inbox_pruned", rows=removed, retention_hours=retention.total_seconds() / 3600)
-            except Exception as exc:  # the database away: try again next time
-                log.warning("inbox_prune_failed", error=str(exc))
-            eventlet.sleep(600)
-
-    def stop(self):
-        if self.relay is not None:
-            self.relay.stop()
-        if self.engine is not None:
-            self.engine.dispose()
-
-    def kill(self):
-        self.stop()
-
-    def get_dependency(self, worker_ctx):
-        unit_of_work = UnitOfWork(self.sessionmaker, self.relay)
-        self._units[worker_ctx] = unit_of_work
-        return unit_of_work
-
-    def worker_teardown(self, worker_ctx):
-        unit_of_work = self._units.pop(worker_ctx, None)
-        if unit_of_work is not None:
-            unit_of_work.close()
-
-    def ping(self):
-        """True when the database answers a trivial query."""
-        with self.engine.connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
-        return True

@@ -7,7 +7,9 @@
 
 The broker is ``AMQP_URI``; queues are found through the RabbitMQ management
 API (``RABBIT_API_URI``, default: the broker host on port 15672, same user).
-Replayed messages start again with a fresh attempt count.
+Replayed messages start again with a fresh attempt count. A parked message
+carries the headers below, written by the reliable event handler
+(``portal_shared.extensions.events``).
 """
 import argparse
 import json
@@ -18,10 +20,12 @@ import requests
 from kombu import Connection
 
 from portal_shared.config import env_or
-from portal_shared.events import ATTEMPTS_HEADER, ERROR_HEADER, ORIGIN_HEADER
 from portal_shared.masking import mask_text
 
 DEFAULT_AMQP_URI = "amqp://guest:guest@localhost:5672/"
+ATTEMPTS_HEADER = "x-portal-attempts"
+ERROR_HEADER = "x-portal-error"
+ORIGIN_HEADER = "x-portal-origin-queue"
 
 
 def management_uri(amqp_uri):

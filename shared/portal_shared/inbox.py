@@ -7,7 +7,6 @@ concurrent insert waits for the first to commit) and is skipped. If the
 handler fails, its transaction rolls back and the claim goes with it, so a
 retry can take effect.
 """
-import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from portal_shared.schema import inbox_table

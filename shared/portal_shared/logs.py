@@ -3,14 +3,14 @@
 One JSON object a line (``LOG_FORMAT=json``, the default) or a console
 rendering; standard-library log records (Nameko's own, kombu's) go through the
 same processors, so masking applies to them too. Inside a worker every line
-carries the Nameko call id and the entrypoint (see ``WorkerLogContext``).
+carries the Nameko call id and the entrypoint
+(``portal_shared.extensions.logs.WorkerLogContext``).
 """
 import logging
 import os
 import sys
 
 import structlog
-from nameko.extensions import DependencyProvider
 
 from portal_shared.masking import mask_event
 
@@ -60,43 +60,3 @@ def configure_logging(level=None, fmt=None, stream=None, force=False):
 
 def get_logger(name):
     return structlog.get_logger(name)
-
-
-class WorkerLog:
-    """A worker's logger that also knows the worker's call-id stack.
-
-    The stack travels with the events the worker causes (outbox headers), so a
-    consumer's log lines can be traced back to the call that caused them.
-    """
-
-    def __init__(self, logger, call_id_stack):
-        self._logger = logger
-        self.call_id_stack = list(call_id_stack or [])
-
-    def __getattr__(self, name):
-        return getattr(self._logger, name)
-
-
-class WorkerLogContext(DependencyProvider):
-    """Configures logging at start-up and binds call id and entrypoint per worker.
-
-    Nameko runs each worker in its own green thread, and greenlets carry their
-    own context variables, so the binding never leaks between workers.
-    """
-
-    def setup(self):
-        configure_logging()
-
-    def get_dependency(self, worker_ctx):
-        return WorkerLog(structlog.get_logger(self.container.service_name), worker_ctx.call_id_stack)
-
-    def worker_setup(self, worker_ctx):
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(
-            service=self.container.service_name,
-            call_id=worker_ctx.call_id,
-            entrypoint=worker_ctx.entrypoint.method_name,
-        )
-
-    def worker_teardown(self, worker_ctx):
-        structlog.contextvars.clear_contextvars()

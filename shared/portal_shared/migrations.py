@@ -1,14 +1,20 @@
-"""Alembic glue shared by the services' migration environments.
+"""Alembic: bringing a database to head, and the body of the services' migration environments.
 
-Each service's ``migrations/env.py`` calls ``run_migrations(metadata, env_var)``.
+Each service's ``migrations/env.py`` calls ``run_migrations(metadata, env_var)``;
+``upgrade_database(engine, "dossier:migrations")`` brings a database to head.
 Migrations run at service start-up (``DATABASE_MIGRATE_ON_START``, default on)
 or by hand: ``portal-migrate dossier`` (likewise ``payment``, ``notify``, ``portal_sync``).
 """
 import sys
 
-from alembic import context
+import sqlalchemy as sa
+from alembic import command, context
+from alembic.config import Config as AlembicConfig
 
 from portal_shared.config import env_or
+from portal_shared.db import create_db_engine
+
+MIGRATION_LOCK_KEY = 7_300_001  # pg advisory lock: one migrating process at a time
 
 SERVICES = {
     "dossier": ("dossier:migrations", "DOSSIER_DATABASE_URL", "sqlite:///var/dossier.db"),
@@ -18,10 +24,23 @@ SERVICES = {
 }
 
 
+def upgrade_database(engine, script_location):
+    """Apply the Alembic history at ``script_location`` up to head.
+
+    On PostgreSQL an advisory lock makes processes that start together take
+    turns: the first migrates, the others find the schema at head.
+    """
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", script_location)
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "head")
+
+
 def run_migrations(target_metadata, url_env_var, default_url):
     """Body of an Alembic ``env.py``: use the given connection, else the URL from the environment."""
-    from portal_shared.db import create_db_engine
-
     connection = context.config.attributes.get("connection")
     if connection is not None:
         context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
@@ -36,8 +55,6 @@ def run_migrations(target_metadata, url_env_var, default_url):
 
 def main(argv=None):
     """``portal-migrate SERVICE``: upgrade that service's database to head."""
-    from portal_shared.db import create_db_engine, upgrade_database
-
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1 or argv[0] not in SERVICES:
         print(f"usage: portal-migrate {{{','.join(SERVICES)}}}", file=sys.stderr)

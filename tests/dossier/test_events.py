@@ -1,7 +1,7 @@
 """Outbox and inbox of the dossier service: no lost, duplicated or reordered events."""
 import eventlet
 
-from portal_shared.db import Database
+from portal_shared.extensions.database import Database
 from tests.helpers import make_collector, rpc_proxy, wait_for
 
 UNREACHABLE_BROKER = "amqp://guest:guest@127.0.0.1:1/"

@@ -21,7 +21,7 @@ from nameko.events import EventDispatcher, event_handler
 from nameko.rpc import RpcProxy, rpc
 from nameko.standalone.rpc import ClusterRpcProxy
 
-from portal_shared.events import reliable_event_handler
+from portal_shared.extensions.events import reliable_event_handler
 from tests.infra.conftest import REPO, SERVICES
 
 RABBITMQ_DIR = REPO / "infra" / "rabbitmq"

@@ -9,7 +9,7 @@ from kombu import Connection
 from nameko.standalone.events import event_dispatcher
 
 from dossier.service import DossierService
-from portal_shared.events import ERROR_HEADER
+from portal_shared.deadletters import ERROR_HEADER
 from portal_shared.schema import outbox_table
 from tests.helpers import free_port, make_collector, rpc_proxy, wait_for
 from tests.payment.conftest import vnpay_ipn

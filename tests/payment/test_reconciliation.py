@@ -15,8 +15,9 @@ from payment.reconciliation import reconcile_file, reconcile_text
 from payment.reconciliation.confirm import gateway_confirmer
 from payment.reconciliation.settlement import HEADER, read_settlement
 from payment.reconciliation.tables import reconciliation_items, reconciliation_runs
-from portal_shared.db import UnitOfWork, create_db_engine, upgrade_database
+from portal_shared.db import UnitOfWork, create_db_engine
 from portal_shared.errors import ValidationError
+from portal_shared.migrations import upgrade_database
 from portal_shared.schema import outbox_table
 from portal_shared.timeutil import VN_TZ
 

@@ -1,13 +1,14 @@
-"""Caller tokens (portal_shared.auth) and the shared RPC entrypoint (portal_shared.rpc)."""
+"""Caller tokens (portal_shared.auth) and the shared RPC entrypoint (portal_shared.extensions.rpc)."""
 import time
 
 import jwt
 import pytest
 from nameko.exceptions import RemoteError
 
-from portal_shared.auth import AuthSettings, CallerIdentity, make_token, verify
+from portal_shared.auth import AuthSettings, make_token, verify
 from portal_shared.errors import Unauthorized
-from portal_shared.rpc import AuthenticatedRpc, rpc
+from portal_shared.extensions.auth import CallerIdentity
+from portal_shared.extensions.rpc import AuthenticatedRpc, rpc
 from tests.helpers import rpc_proxy
 
 SETTINGS = AuthSettings(secret="unit-test-secret-0123456789abcdef0123")

@@ -6,7 +6,7 @@ from kombu import Connection
 from nameko.standalone.events import event_dispatcher
 
 from portal_shared import deadletters
-from portal_shared.events import reliable_event_handler
+from portal_shared.extensions.events import reliable_event_handler
 from tests.helpers import wait_for
 
 QUEUE = "evt-dossier-dossier_status_changed--flaky.handle"

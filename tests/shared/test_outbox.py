@@ -6,7 +6,8 @@ import sqlalchemy as sa
 from kombu import Connection, Exchange, Queue
 from sqlalchemy.orm import Session
 
-from portal_shared.outbox import OutboxRelay, new_event, record_event
+from portal_shared.outbox import new_event, record_event
+from portal_shared.relay import OutboxRelay
 from portal_shared.schema import outbox_table
 from portal_shared.timeutil import utcnow
 

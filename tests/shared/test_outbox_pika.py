@@ -11,7 +11,8 @@ from nameko.amqp.publish import Publisher
 from nameko.standalone.events import get_event_exchange
 from sqlalchemy.orm import Session
 
-from portal_shared.outbox import OutboxRelay, new_event, record_event
+from portal_shared.outbox import new_event, record_event
+from portal_shared.relay import OutboxRelay
 from portal_shared.schema import define_messaging_tables, outbox_table
 from tests.helpers import wait_for
 

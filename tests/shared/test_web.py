@@ -1,4 +1,4 @@
-"""portal_shared.web and .health in a running container: limits, pools, probes, errors, untrusted input."""
+"""portal_shared.extensions.web and .health in a running container: limits, pools, probes, errors, untrusted input."""
 import socket
 import time
 
@@ -7,11 +7,11 @@ import pytest
 import requests
 from eventlet.event import Event
 
-from portal_shared import health
-from portal_shared.db import Database
-from portal_shared.health import Monitoring
+from portal_shared.extensions import health
+from portal_shared.extensions.database import Database
+from portal_shared.extensions.health import Monitoring
+from portal_shared.extensions.web import callback, http
 from portal_shared.untrusted import Malformed, check_text, json_object, query_fields
-from portal_shared.web import callback, http
 from tests.helpers import http_port
 
 release = Event()

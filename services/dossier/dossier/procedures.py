@@ -1,11 +1,9 @@
-"""The procedure catalogue: a YAML file validated at start-up."""
+"""The procedure catalogue: a YAML file validated at start-up (``providers.ProcedureCatalogue``)."""
 from importlib import resources
 
 import yaml
-from nameko.extensions import DependencyProvider
 
 from dossier.domain.model import Procedure
-from portal_shared.config import get_str
 
 REQUIRED = ("code", "name", "agency_code", "fee", "processing_days")
 # Optional national codes (the national portal's MaTTHC, MaLinhVuc, TenLinhVuc), read by portal_sync.
@@ -68,13 +66,3 @@ def load_catalogue(path=None, parse=parse_catalogue):
             return parse(handle.read(), source=path)
     text = resources.files("dossier").joinpath("procedures.yml").read_text(encoding="utf-8")
     return parse(text, source="dossier/procedures.yml")
-
-
-class ProcedureCatalogue(DependencyProvider):
-    """Loads the catalogue in ``setup()``; a malformed file stops start-up."""
-
-    def setup(self):
-        self.catalogue = load_catalogue(get_str(self.container.config, "DOSSIER_PROCEDURES_FILE"))
-
-    def get_dependency(self, worker_ctx):
-        return self.catalogue

@@ -6,7 +6,7 @@ from dossier.commands import ActOnDossier, RecordPayment, SubmitDossier
 from dossier.domain.model import InvalidTransition
 from dossier.messagebus import MessageBus
 from dossier.orm import Base  # noqa: F401  (tables known to Alembic autogenerate)
-from dossier.procedures import ProcedureCatalogue
+from dossier.providers import ProcedureCatalogue
 from dossier.schemas import (
     ActOnDossierSchema,
     DossierCodeSchema,
@@ -18,13 +18,13 @@ from dossier.schemas import (
 )
 from dossier.unit_of_work import SqlUnitOfWork
 from dossier.use_cases import DossierNotFound, UnknownProcedure
-from portal_shared.auth import CallerIdentity, ServiceRpcProxy
-from portal_shared.db import Database
 from portal_shared.errors import Forbidden, Unauthorized, ValidationError, load
-from portal_shared.events import ParkEvent, reliable_event_handler
-from portal_shared.health import HealthEndpoints, Monitoring
-from portal_shared.logs import WorkerLogContext
-from portal_shared.rpc import rpc
+from portal_shared.extensions.auth import CallerIdentity, ServiceRpcProxy
+from portal_shared.extensions.database import Database
+from portal_shared.extensions.events import ParkEvent, reliable_event_handler
+from portal_shared.extensions.health import HealthEndpoints, Monitoring
+from portal_shared.extensions.logs import WorkerLogContext
+from portal_shared.extensions.rpc import rpc
 
 PAID_STATUSES = ("succeeded", "refund_pending", "refunded")  # refunds only ever follow a success
 INBOX_CONSUMER = "dossier.on_payment_succeeded"

@@ -1,6 +1,5 @@
-"""Channels and settings of the notify service from its config, and a configurable timer."""
+"""Channels and settings of the notify service from its config."""
 from nameko.extensions import DependencyProvider
-from nameko.timer import Timer
 
 from notify.domain.model import RetryPolicy
 from notify.mail import SmtpMailer
@@ -42,18 +41,3 @@ class DeliverySettings(DependencyProvider):
 
     def get_dependency(self, worker_ctx):
         return self.settings
-
-
-class ConfigTimer(Timer):
-    """A ``@timer`` whose interval comes from a config key (default: the decorator's interval)."""
-
-    def __init__(self, interval, config_key=None, **kwargs):
-        self.config_key = config_key
-        super().__init__(interval, **kwargs)
-
-    def setup(self):
-        if self.config_key:
-            self.interval = get_float(self.container.config, self.config_key, self.interval)
-
-
-config_timer = ConfigTimer.decorator

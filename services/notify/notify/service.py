@@ -13,7 +13,7 @@ from notify.commands import (
     QueueDueNotifications,
     SendNotification,
 )
-from notify.dependencies import DeliverySettings, config_timer
+from notify.dependencies import DeliverySettings
 from notify.domain.model import PAYMENT_EVENT_KINDS
 from notify.messagebus import MessageBus
 from notify.orm import Base  # noqa: F401  (tables known to Alembic autogenerate)
@@ -23,17 +23,18 @@ from notify.schemas import DossierStatusChangedSchema, PaymentEventSchema, Refer
 from notify.sms import status_from_esms_receipt
 from notify.unit_of_work import SqlUnitOfWork
 from notify.use_cases import NotificationNotFound, dump_notification
-from portal_shared.auth import CallerIdentity, ServiceRpcProxy
 from portal_shared.config import get_str
-from portal_shared.db import Database
 from portal_shared.errors import Forbidden, Unauthorized, ValidationError, load
-from portal_shared.events import reliable_event_handler
-from portal_shared import health  # module import: `nameko run notify.service` must find only NotifyService
-from portal_shared.health import Monitoring, json_response
-from portal_shared.logs import WorkerLogContext
-from portal_shared.rpc import rpc
+from portal_shared.extensions import health  # module import: `nameko run notify.service` must find only NotifyService
+from portal_shared.extensions.auth import CallerIdentity, ServiceRpcProxy
+from portal_shared.extensions.database import Database
+from portal_shared.extensions.events import reliable_event_handler
+from portal_shared.extensions.health import Monitoring, json_response
+from portal_shared.extensions.logs import WorkerLogContext
+from portal_shared.extensions.rpc import rpc
+from portal_shared.extensions.timer import config_timer
+from portal_shared.extensions.web import callback
 from portal_shared.untrusted import Malformed, json_object, query_fields
-from portal_shared.web import callback
 
 EXPECTED = (ValidationError, NotificationNotFound, Unauthorized, Forbidden)
 

@@ -22,10 +22,10 @@ from payment.gateways import GATEWAY_NAMES
 from payment.reconciliation import reconcile_file_on
 from payment.reconciliation.reports import LABELS, RunNotFound, get_run, list_runs, render_html, summary, write_csv
 from portal_shared.config import env_or
+from portal_shared.db import create_db_engine
 from portal_shared.errors import ValidationError
 
-# Startup matters for a command run by hand: what only some runs need (Alembic, the ORM, the
-# service's use cases with Nameko and eventlet, once a payment is fixed) is imported when needed.
+# Startup matters for a command run by hand: Alembic is loaded only when the schema is behind.
 SERVICE = "payment"
 MIGRATIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations", "versions")
 
@@ -67,10 +67,10 @@ def main(argv=None):
     elif args.show is None and (not args.file or not args.gateway):
         parser.error("give --gateway and FILE to reconcile, --show RUN_ID or --list")
     url = args.database_url or env_or("PAYMENT_DATABASE_URL") or _service()[2]
-    engine = _engine(url)
+    engine = create_db_engine(url)
     try:
         if not args.no_migrate and not _schema_at_head(engine):
-            from portal_shared.db import upgrade_database
+            from portal_shared.migrations import upgrade_database
 
             upgrade_database(engine, _service()[0])
         if args.list:
@@ -90,18 +90,6 @@ def _service():
     from portal_shared.migrations import SERVICES
 
     return SERVICES[SERVICE]
-
-
-def _engine(url):
-    """``portal_shared.db.create_db_engine``; for PostgreSQL built here, without importing that module
-    (Alembic, Nameko, the ORM), with the same driver and pool."""
-    parsed = sa.engine.make_url(url)
-    if parsed.drivername not in ("postgresql", "postgresql+psycopg2"):
-        from portal_shared.db import create_db_engine
-
-        return create_db_engine(url)
-    return sa.create_engine(parsed.set(drivername="postgresql+psycopg2"), pool_pre_ping=True, hide_parameters=True, pool_size=10,
-                            max_overflow=20)
 
 
 _REVISION = re.compile(r"^(down_revision|revision)\s*(?::[^=]*)?=\s*(.+?)\s*$", re.M)

@@ -14,8 +14,9 @@ from payment.commands import RefundPayment
 from payment.gateways.provider import Gateways
 from payment.messagebus import MessageBus
 from payment.unit_of_work import SqlUnitOfWork
-from portal_shared.background import BackgroundLoop
-from portal_shared.db import Database, UnitOfWork
+from portal_shared.db import UnitOfWork
+from portal_shared.extensions.background import BackgroundLoop
+from portal_shared.extensions.database import Database
 from portal_shared.logs import get_logger
 
 log = get_logger(__name__)

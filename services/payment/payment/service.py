@@ -1,5 +1,4 @@
 """Nameko entrypoints of the payment service: validate, call one use case, dump."""
-from nameko.timer import Timer
 from werkzeug.wrappers import Response
 
 from payment import permissions, use_cases
@@ -27,33 +26,21 @@ from payment.schemas import (
     dump_payment,
 )
 from payment.unit_of_work import SqlUnitOfWork
-from portal_shared.auth import CallerIdentity, ServiceRpcProxy
-from portal_shared.config import get_float
-from portal_shared.db import Database
 from portal_shared.errors import Forbidden, Unauthorized, ValidationError, load
-from portal_shared.events import reliable_event_handler
-from portal_shared import health  # module import: `nameko run payment.service` must find only PaymentService
-from portal_shared.health import Monitoring, json_response
-from portal_shared.logs import WorkerLogContext
-from portal_shared.rpc import rpc
+from portal_shared.extensions import health  # module import: `nameko run payment.service` must find only PaymentService
+from portal_shared.extensions.auth import CallerIdentity, ServiceRpcProxy
+from portal_shared.extensions.database import Database
+from portal_shared.extensions.events import reliable_event_handler
+from portal_shared.extensions.health import Monitoring, json_response
+from portal_shared.extensions.logs import WorkerLogContext
+from portal_shared.extensions.rpc import rpc
+from portal_shared.extensions.timer import config_timer
+from portal_shared.extensions.web import callback
 from portal_shared.untrusted import Malformed, json_object, query_fields
-from portal_shared.web import callback
 
 EXPECTED = (ValidationError, NoPaymentDue, AlreadyPaid, GatewayUnavailable, PaymentNotFound, Unauthorized,
             Forbidden)
 INBOX_CONSUMER = "payment.on_dossier_status_changed"
-
-
-class ConfiguredTimer(Timer):
-    """A timer whose interval is read from the service config at start-up."""
-
-    def __init__(self, config_key, default, **kwargs):
-        super().__init__(interval=default, **kwargs)
-        self.config_key = config_key
-        self.default = default
-
-    def setup(self):
-        self.interval = get_float(self.container.config, self.config_key, self.default)
 
 
 class PaymentService(health.HealthEndpoints):
@@ -148,7 +135,7 @@ class PaymentService(health.HealthEndpoints):
         self.log.info("momo_ipn", order_id=body.get("orderId"), result_code=body.get("resultCode"))
         return Response(status=204)
 
-    @ConfiguredTimer.decorator("PAYMENT_PENDING_CHECK_SECONDS", 300)
+    @config_timer(interval=300, config_key="PAYMENT_PENDING_CHECK_SECONDS")
     def check_pending(self):
         to_refund = []
         self._bus(request_refund=to_refund.append).handle(SettlePending())

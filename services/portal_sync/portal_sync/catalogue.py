@@ -2,12 +2,10 @@
 
 The same file as the dossier service reads (``DOSSIER_PROCEDURES_FILE``, the
 sample shipped in the dossier package by default): ``MaTTHC`` is the entry's
-``national_code``, else its ``code`` (CONTRACT section 6).
+``national_code``, else its ``code`` (CONTRACT section 6). The service loads
+it once through ``providers.NationalCatalogue``.
 """
-from nameko.extensions import DependencyProvider
-
 from dossier.procedures import load_catalogue, parse_national_codes
-from portal_shared.config import get_str
 from portal_sync.domain.records import NationalProcedure
 
 
@@ -31,13 +29,3 @@ class NationalCodes:
             field_code=entry.get("field_code") or "",
             field_name=entry.get("field_name") or "",
         )
-
-
-class NationalCatalogue(DependencyProvider):
-    """Loads the catalogue in ``setup()``; a malformed file stops start-up, as in dossier."""
-
-    def setup(self):
-        self.codes = NationalCodes.load(get_str(self.container.config, "DOSSIER_PROCEDURES_FILE"))
-
-    def get_dependency(self, worker_ctx):
-        return self.codes

@@ -14,31 +14,29 @@
 
 Configured by the service's environment variables (``PORTAL_SYNC_DATABASE_URL``,
 ``AMQP_URI``, ``NATIONAL_PORTAL_*``). The running service does the sending:
-these commands only change what is due (drift also asks the portal).
+these commands only change what is due (drift also asks the portal; backfill
+reads the dossier service over Nameko RPC).
 """
-import eventlet
+import argparse
+import json
+import os
+import sys
 
-eventlet.monkey_patch()  # noqa: E402  (nameko's standalone RPC proxy runs on green threads)
+from sqlalchemy.orm import sessionmaker
+from tqdm import tqdm
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import sys  # noqa: E402
-
-from sqlalchemy.orm import sessionmaker  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from portal_shared.config import env_or  # noqa: E402
-from portal_shared.db import UnitOfWork, create_db_engine, upgrade_database  # noqa: E402
-from portal_shared.logs import configure_logging  # noqa: E402
-from portal_shared.validation import MAX_PAGE  # noqa: E402  (dossier's largest list_dossiers page)
-from portal_sync import use_cases  # noqa: E402
-from portal_sync.catalogue import NationalCodes  # noqa: E402
-from portal_sync.commands import CheckDrift, FinishBackfill, Release, TrackBackfillPage  # noqa: E402
-from portal_sync.client import NationalPortalClient, PortalError, PortalSettings  # noqa: E402
-from portal_sync.dossiers import DossierDirectory, DossierUnavailable  # noqa: E402
-from portal_sync.messagebus import MessageBus  # noqa: E402
-from portal_sync.unit_of_work import SqlUnitOfWork  # noqa: E402
+from portal_shared.config import env_or
+from portal_shared.db import UnitOfWork, create_db_engine
+from portal_shared.logs import configure_logging
+from portal_shared.migrations import upgrade_database
+from portal_shared.validation import MAX_PAGE  # dossier's largest list_dossiers page
+from portal_sync import use_cases
+from portal_sync.catalogue import NationalCodes
+from portal_sync.commands import CheckDrift, FinishBackfill, Release, TrackBackfillPage
+from portal_sync.client import NationalPortalClient, PortalError, PortalSettings
+from portal_sync.dossiers import DossierUnavailable
+from portal_sync.messagebus import MessageBus
+from portal_sync.unit_of_work import SqlUnitOfWork
 
 DEFAULT_DATABASE_URL = "sqlite:///var/portal_sync.db"
 CONFIG_KEYS = ("NATIONAL_PORTAL_URL", "NATIONAL_PORTAL_AUTH_PATH", "NATIONAL_PORTAL_INTEGRATION_PATH",
@@ -200,6 +198,8 @@ def main(argv=None, out=sys.stdout):
                 print(f"not tracked (run backfill first): {' '.join(unknown)}", file=sys.stderr)
                 return 1
         elif args.command == "backfill":
+            from portal_sync.providers import DossierDirectory  # Nameko's RPC client: only this command calls dossier
+
             run_backfill(uow, DossierDirectory(config), args.page_size, args.restart, out=out,
                          progress=not args.no_progress)
         elif args.command in ("drift", "catalogue"):

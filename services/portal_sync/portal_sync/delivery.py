@@ -14,13 +14,13 @@ from nameko.extensions import DependencyProvider
 from prometheus_client import Counter
 
 from portal_shared.config import get_float, get_int
-from portal_shared.db import Database, UnitOfWork
+from portal_shared.db import UnitOfWork
+from portal_shared.extensions.database import Database
 from portal_shared.logs import get_logger
-from portal_sync.catalogue import NationalCatalogue
 from portal_sync.client import NationalPortalClient, PortalSettings
 from portal_sync.commands import DeliverDue
-from portal_sync.dossiers import Dossiers
 from portal_sync.messagebus import MessageBus
+from portal_sync.providers import Dossiers, NationalCatalogue
 from portal_sync.unit_of_work import SqlUnitOfWork
 
 log = get_logger(__name__)

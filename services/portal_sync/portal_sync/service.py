@@ -2,21 +2,20 @@
 from nameko.timer import timer
 from prometheus_client import Gauge
 
-from portal_shared.auth import CallerIdentity
-from portal_shared.db import Database
 from portal_shared.errors import Forbidden, Unauthorized, ValidationError, load
-from portal_shared.events import reliable_event_handler
-from portal_shared.health import HealthEndpoints, Monitoring
-from portal_shared.logs import WorkerLogContext
-from portal_shared.rpc import rpc
+from portal_shared.extensions.auth import CallerIdentity
+from portal_shared.extensions.database import Database
+from portal_shared.extensions.events import reliable_event_handler
+from portal_shared.extensions.health import HealthEndpoints, Monitoring
+from portal_shared.extensions.logs import WorkerLogContext
+from portal_shared.extensions.rpc import rpc
 from portal_sync import use_cases
-from portal_sync.catalogue import NationalCatalogue
 from portal_sync.commands import RecordFee, RecordStatusChange
 from portal_sync.delivery import PortalDelivery
 from portal_sync.domain.records import PaidFee
-from portal_sync.dossiers import Dossiers
 from portal_sync.messagebus import MessageBus
 from portal_sync.orm import Base  # noqa: F401  (tables known to Alembic autogenerate)
+from portal_sync.providers import Dossiers, NationalCatalogue
 from portal_sync.schemas import PaymentEventSchema, StatusChangedSchema
 from portal_sync.unit_of_work import SqlUnitOfWork
 
@@ -65,7 +64,7 @@ class PortalSyncService(HealthEndpoints):
     @timer(interval=15, eager=True)
     def refresh_sync_gauges(self):
         """Sets the sync gauges that ``/metrics`` shows; ``/metrics`` itself is answered by the web server
-        without a worker or a query (``portal_shared.health``), so it keeps answering under any load."""
+        without a worker or a query (``portal_shared.extensions.health``), so it keeps answering under any load."""
         try:
             stats = use_cases.sync_stats(SqlUnitOfWork(self.db))
         except Exception:  # the database being away shows on /readyz; the gauges keep their last values

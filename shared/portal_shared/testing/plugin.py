@@ -21,8 +21,8 @@ from urllib.parse import urlparse
 import pytest
 import sqlalchemy as sa
 
-from portal_shared.db import create_db_engine, upgrade_database
-from portal_shared.migrations import SERVICES
+from portal_shared.db import create_db_engine
+from portal_shared.migrations import SERVICES, upgrade_database
 
 DEFAULT_AMQP_URI = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -24,10 +24,12 @@ import time
 import zlib
 from contextlib import contextmanager
 
+from types import SimpleNamespace
+
 import psycopg2.extensions
 import sqlalchemy as sa
-import structlog
 
+from payment import messagebus
 from payment.domain.model import SETTLEABLE, Outcome, Source, Status
 from payment.gateways import GATEWAY_NAMES
 from payment.gateways.base import PaymentReport
@@ -35,12 +37,14 @@ from payment.orm import payments
 from payment.reconciliation import postgres
 from payment.reconciliation.settlement import check_header, date_ranges, read_settlement, vn_date, vn_day_bounds
 from payment.reconciliation.tables import fix_table, reconciliation_items, reconciliation_runs, staging_table
+from payment.repositories import SqlCharges, SqlPayments
 from portal_shared.errors import ValidationError
+from portal_shared.logs import get_logger
+from portal_shared.outbox import PENDING_FLAG
+from portal_shared.schema import outbox_table
 from portal_shared.timeutil import isoformat, utcnow
 
-# structlog directly (what portal_shared.logs.get_logger returns), and the repositories and the
-# message bus only when a payment is fixed: the console command starts without Nameko and eventlet
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 FIXABLE = sorted(status.value for status in SETTLEABLE)
 LOCK_NAMESPACE = 7_300_101  # pg advisory lock (namespace, gateway): one run per gateway at a time
@@ -385,12 +389,9 @@ class _BatchOutbox:
         })
 
     def flush(self):
-        from portal_shared import outbox
-        from portal_shared.schema import outbox_table
-
         if self._rows:
             self._connection.execute(outbox_table.insert(), self._rows)
-            self._session.info[outbox.PENDING_FLAG] = True  # wake the relay after commit
+            self._session.info[PENDING_FLAG] = True  # wake the relay after commit
         self._rows = []
 
 
@@ -405,11 +406,6 @@ def _settle_chunk(session, connection, found, run_id, source, now):
     in-transaction handlers (one ``payment_succeeded`` each, in the outbox).
     Returns how many were fixed.
     """
-    from types import SimpleNamespace
-
-    from payment import messagebus
-    from payment.repositories import SqlCharges, SqlPayments
-
     charges = SqlCharges(connection)
     repository = SqlPayments(connection, charges)
     loaded = [payment for payment in repository.by_ids(sorted(found)) if payment.status in SETTLEABLE]

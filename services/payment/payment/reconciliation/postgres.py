@@ -21,9 +21,10 @@ import re
 import time
 
 import sqlalchemy as sa
-import structlog
 
-log = structlog.get_logger(__name__)  # as portal_shared.logs.get_logger, without importing Nameko
+from portal_shared.logs import get_logger
+
+log = get_logger(__name__)
 
 READ_CHUNK = 1 << 20  # characters read from the file at a time
 # the typed staging table matching uses, plus the raw text of the fields of an "unchecked" line

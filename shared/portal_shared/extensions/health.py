@@ -6,7 +6,7 @@ times every worker for Prometheus and checks that the database and the broker
 answer. The check runs in a thread of its own every
 ``READINESS_CHECK_SECONDS``; ``/readyz`` answers from its last result (never a
 new broker connection per request). The three endpoints are answered by the
-web server itself (``portal_shared.web.probe``), so they answer even when every
+web server itself (``portal_shared.extensions.web.probe``), so they answer even when every
 worker is busy; they belong to the service's own address and are never routed
 to the internet (``infra/nginx``).
 """
@@ -18,11 +18,11 @@ from kombu import Connection
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from werkzeug.wrappers import Response
 
-from portal_shared.background import BackgroundLoop
 from portal_shared.config import get_float
-from portal_shared.db import Database
+from portal_shared.extensions.background import BackgroundLoop
+from portal_shared.extensions.database import Database
+from portal_shared.extensions.web import probe
 from portal_shared.logs import get_logger
-from portal_shared.web import probe
 
 log = get_logger(__name__)
 
@@ -139,7 +139,7 @@ class HealthEndpoints:
     """Mixin adding the three operational endpoints to a service class.
 
     Each method runs in the web server's green thread with ``self`` = the
-    service's ``Monitoring`` provider (``portal_shared.web.ProbeHandler``).
+    service's ``Monitoring`` provider (``portal_shared.extensions.web.ProbeHandler``).
     """
 
     @probe("GET", "/healthz", locate=_monitoring_of)

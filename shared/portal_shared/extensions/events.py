@@ -19,13 +19,10 @@ from kombu import Connection, Exchange, Queue
 from nameko.amqp.publish import get_producer
 from nameko.events import EventHandler
 
+from portal_shared.deadletters import ATTEMPTS_HEADER, ERROR_HEADER, ORIGIN_HEADER
 from portal_shared.logs import get_logger
 
 log = get_logger(__name__)
-
-ATTEMPTS_HEADER = "x-portal-attempts"
-ERROR_HEADER = "x-portal-error"
-ORIGIN_HEADER = "x-portal-origin-queue"
 
 
 class ParkEvent(Exception):

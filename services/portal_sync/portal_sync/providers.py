@@ -1,0 +1,92 @@
+"""portal_sync's Nameko providers: the dossier service over RPC, the national catalogue.
+
+``DossierDirectory`` opens a ``DossierReader`` (``get_dossier``,
+``list_dossiers``) on its own ``ClusterRpcProxy`` whose calls carry
+portal_sync's ``service`` token (``dossiers.caller_context``); ``Dossiers``
+hands the directory to the service's workers and delivery thread;
+``NationalCatalogue`` loads the procedure codes (``catalogue.NationalCodes``).
+"""
+from contextlib import contextmanager
+
+from nameko.exceptions import RemoteError
+from nameko.extensions import DependencyProvider
+from nameko.standalone.rpc import ClusterRpcProxy
+
+from portal_shared.config import get_str
+from portal_sync.catalogue import NationalCodes
+from portal_sync.dossiers import DossierMissing, DossierUnavailable, caller_context, service_tokens
+
+RPC_TIMEOUT_SECONDS = 30
+
+
+class PortalSyncRpcProxy(ClusterRpcProxy):
+    """A cluster proxy whose reply queue is ``rpc.reply-portal_sync-<uuid>`` (the broker user's own)."""
+
+    class ServiceContainer(ClusterRpcProxy.ServiceContainer):
+        service_name = "portal_sync"
+
+
+class DossierReader:
+    """An open connection to the dossier service for one green thread."""
+
+    def __init__(self, proxy):
+        self._proxy = proxy
+
+    def get(self, code):
+        try:
+            return self._proxy.dossier.get_dossier(code)
+        except RemoteError as exc:
+            if exc.exc_type == "DossierNotFound":
+                raise DossierMissing(code) from None
+            raise DossierUnavailable(f"get_dossier: {exc.exc_type}") from None
+        except Exception as exc:
+            raise DossierUnavailable(f"get_dossier: {type(exc).__name__}") from None
+
+    def page(self, limit, offset):
+        """``list_dossiers`` newest first: ``{items, total}``."""
+        try:
+            return self._proxy.dossier.list_dossiers(limit=limit, offset=offset)
+        except Exception as exc:
+            raise DossierUnavailable(f"list_dossiers: {type(exc).__name__}") from None
+
+
+class DossierDirectory:
+    """Opens ``DossierReader``s; one ``ClusterRpcProxy`` per ``open()``, never shared between threads."""
+
+    def __init__(self, config, timeout=RPC_TIMEOUT_SECONDS):
+        self.config = {"AMQP_URI": config["AMQP_URI"]}
+        self._tokens = service_tokens(config)
+        self.timeout = timeout
+
+    @contextmanager
+    def open(self):
+        try:
+            proxy = PortalSyncRpcProxy(self.config, context_data=caller_context(self._tokens),
+                                    timeout=self.timeout)
+            client = proxy.start()
+        except Exception as exc:
+            raise DossierUnavailable(f"broker: {type(exc).__name__}") from None
+        try:
+            yield DossierReader(client)
+        finally:
+            proxy.stop()
+
+
+class Dossiers(DependencyProvider):
+    """Hands workers (and the delivery thread) the ``DossierDirectory``."""
+
+    def setup(self):
+        self.directory = DossierDirectory(self.container.config)
+
+    def get_dependency(self, worker_ctx):
+        return self.directory
+
+
+class NationalCatalogue(DependencyProvider):
+    """Loads the catalogue in ``setup()``; a malformed file stops start-up, as in dossier."""
+
+    def setup(self):
+        self.codes = NationalCodes.load(get_str(self.container.config, "DOSSIER_PROCEDURES_FILE"))
+
+    def get_dependency(self, worker_ctx):
+        return self.codes
