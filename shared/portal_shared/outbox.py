@@ -1,6 +1,6 @@
 """Transactional outbox: events are rows written with the state change.
 
-``record_event`` adds an event to the caller's session, so it commits or rolls
+``record_events`` adds events to the caller's session, so they commit or roll
 back with the change that caused it; on PostgreSQL the same statement queues a
 ``NOTIFY`` that the server delivers when (and only if) the transaction commits.
 The relay (``portal_shared.relay``, run in a service by
@@ -22,29 +22,36 @@ def new_event(**fields):
     return {"event_id": str(uuid.uuid4()), "occurred_at": isoformat(utcnow()), **fields}
 
 
-def record_event(session, event_type, payload, aggregate_key=None, call_id_stack=None):
-    """Write an event into the outbox inside the caller's transaction."""
+# On PostgreSQL the INSERT's RETURNING queues the wake-up: the server sends the notification on
+# commit, folds repeats within a transaction, and drops it on rollback. Built once: one statement
+# of one shape for one row or many (SQLAlchemy sends several rows as one multi-row INSERT).
+INSERT_OUTBOX = {"postgresql": outbox_table.insert().returning(sa.func.pg_notify(NOTIFY_CHANNEL, "")),
+                 "other": outbox_table.insert()}
+
+
+def outbox_row(event_type, payload, aggregate_key=None, call_id_stack=None):
+    """The outbox row of one event (written by ``record_events``)."""
     if "event_id" not in payload:
         raise ValueError("event payload needs an event_id (use new_event)")
-    values = {
+    return {
         "event_id": payload["event_id"],
         "event_type": event_type,
         "aggregate_key": aggregate_key,
         "payload": payload,
         "headers": {"nameko.call_id_stack": list(call_id_stack)} if call_id_stack else None,
-        "created_at": utcnow(),
-        "attempts": 0,
     }
-    session.execute(_insert_statement(session, values))
+
+
+def record_events(session, rows):
+    """Write outbox rows (``outbox_row``) inside the caller's transaction, in one statement."""
+    if not rows:
+        return
+    now = utcnow()
+    dialect = "postgresql" if session.get_bind().dialect.name == "postgresql" else "other"
+    session.execute(INSERT_OUTBOX[dialect], [{**row, "created_at": now, "attempts": 0} for row in rows])
     session.info[PENDING_FLAG] = True
 
 
-def _insert_statement(session, values):
-    if session.get_bind().dialect.name != "postgresql":
-        return outbox_table.insert().values(**values)
-    # INSERT ... SELECT ... FROM pg_notify(): the row and the wake-up in one round trip. The
-    # server sends the notification on commit, folds repeats within a transaction, and drops
-    # it on rollback.
-    row = sa.select(*[sa.cast(sa.literal(value, outbox_table.c[name].type), outbox_table.c[name].type)
-                      for name, value in values.items()])
-    return outbox_table.insert().from_select(list(values), row.select_from(sa.func.pg_notify(NOTIFY_CHANNEL, "")))
+def record_event(session, event_type, payload, aggregate_key=None, call_id_stack=None):
+    """Write one event into the outbox inside the caller's transaction."""
+    record_events(session, [outbox_row(event_type, payload, aggregate_key, call_id_stack)])

@@ -5,19 +5,24 @@ commits or rolls back with the change it belongs to. Fakes for unit tests keep
 the same two methods.
 """
 from portal_shared.inbox import claim_event
-from portal_shared.outbox import record_event
+from portal_shared.outbox import outbox_row, record_events
 
 
 class SqlOutbox:
-    """The contract's events, recorded in the caller's transaction (``portal_shared.outbox``)."""
+    """Events recorded in the caller's transaction (``portal_shared.outbox``), all of a
+    transaction's in one multi-row INSERT when the unit of work commits (``flush()``)."""
 
     def __init__(self, session, call_id_stack=None):
         self._session = session
         self._call_id_stack = call_id_stack
+        self._pending = []
 
-    def add(self, event_type, payload, aggregate_key):
-        record_event(self._session, event_type, payload, aggregate_key=aggregate_key,
-                     call_id_stack=self._call_id_stack)
+    def add(self, event_type, payload, aggregate_key=None):
+        self._pending.append(outbox_row(event_type, payload, aggregate_key, self._call_id_stack))
+
+    def flush(self):
+        rows, self._pending = self._pending, []
+        record_events(self._session, rows)
 
 
 class SqlInbox:

@@ -31,6 +31,7 @@ class AbstractUnitOfWork(abc.ABC):
     """
 
     in_transaction = {}
+    outbox = None  # where the in-transaction handlers record events (a service without events has none)
 
     def __init__(self):
         self._committed_events = []
@@ -82,8 +83,10 @@ class DatabaseUnitOfWork(AbstractUnitOfWork):
     """A unit of work over a worker's database handle (``portal_shared.db.UnitOfWork``).
 
     The handle gives the ``session`` and a ``commit()`` that also wakes the
-    outbox relay. ``_open(session)`` builds the repositories for each block;
-    ``call_id_stack`` is there for the outbox's records.
+    outbox relay. ``_open(session)`` builds the repositories for each block
+    (``outbox``: a ``portal_shared.repositories.SqlOutbox``, whose rows go in
+    one statement just before the commit); ``call_id_stack`` is there for the
+    outbox's records.
     """
 
     def __init__(self, database, call_id_stack=None):
@@ -100,6 +103,8 @@ class DatabaseUnitOfWork(AbstractUnitOfWork):
         ...
 
     def _commit(self):
+        if self.outbox is not None:
+            self.outbox.flush()  # the transaction's events, in one statement
         self._database.commit()
 
     def rollback(self):

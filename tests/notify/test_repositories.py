@@ -39,7 +39,7 @@ def engine():
 @pytest.fixture
 def bus(engine):
     uow = SqlUnitOfWork(UnitOfWork(sessionmaker(bind=engine, expire_on_commit=False), relay=None))
-    yield MessageBus(uow, SETTINGS)
+    yield MessageBus(uow, settings=SETTINGS)
     uow.close()
 
 

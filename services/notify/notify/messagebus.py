@@ -6,10 +6,9 @@ when the unit of work commits: a notification handed to its channel's queue
 neither is stored. ``AFTER_COMMIT`` handlers would run once it has committed
 (notify has none: sending is the delivery pipeline's, fed by the queue).
 """
-from functools import partial
-
 from notify import commands, use_cases
 from notify.domain.model import DeliveryQueued
+from portal_shared import unit_of_work
 from portal_shared.outbox import new_event
 
 # routing keys of the delivery messages on the ``notify.events`` exchange (``notify.pipeline`` binds its queues)
@@ -39,28 +38,12 @@ COMMAND_HANDLERS = {
 }
 
 
-def handle_in_transaction(event, uow):
-    """Called by the unit of work's ``commit()`` for each event, before the transaction commits."""
-    for handler in IN_TRANSACTION[type(event)]:
-        handler(event, uow)
-
-
-class MessageBus:
-    """``handle(command)``: the use case's result, after the events it raised have been dispatched.
+class MessageBus(unit_of_work.MessageBus):
+    """``MessageBus(uow, settings=..., find_dossier=...)``; ``handle(command)`` returns the use case's result.
 
     ``find_dossier(code)`` (the dossier service) is where a payment event
     whose applicant notify has not learnt yet finds one.
     """
 
-    def __init__(self, uow, settings=None, find_dossier=None):
-        self.uow = uow
-        self.settings = settings
-        self.handlers = {**COMMAND_HANDLERS,
-                         commands.NotifyPaymentEvent: partial(use_cases.notify_payment_event, find_dossier=find_dossier)}
-
-    def handle(self, command):
-        result = self.handlers[type(command)](command, self.uow, self.settings)
-        for event in self.uow.collect_new_events():
-            for handler in AFTER_COMMIT.get(type(event), ()):
-                handler(event, self)
-        return result
+    command_handlers = COMMAND_HANDLERS
+    after_commit = AFTER_COMMIT

@@ -83,8 +83,8 @@ class ChannelWorker:
         self.connection = None
         self.in_flight = 0
         # one unit of work (one session) per green thread that writes
-        self._claims = MessageBus(uow_factory(), settings)
-        self._outcomes = MessageBus(uow_factory(), settings)
+        self._claims = MessageBus(uow_factory(), settings=settings)
+        self._outcomes = MessageBus(uow_factory(), settings=settings)
 
     # -- threads -------------------------------------------------------------
     def run_consumer(self):

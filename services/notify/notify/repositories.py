@@ -17,9 +17,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from notify.domain.model import LOST_ON_LAST_ATTEMPT, RECEIPT_APPLIES_TO, Contact, Message, Notification, Status
 from notify.orm import DossierContactRow, NotificationRow
-from portal_shared.inbox import claim_event
-from portal_shared.outbox import NOTIFY_CHANNEL, PENDING_FLAG
-from portal_shared.schema import outbox_table
 from portal_shared.timeutil import utcnow
 
 notifications = NotificationRow.__table__
@@ -103,9 +100,6 @@ def _upsert_contact(insert):
 
 
 UPSERT_CONTACT = {True: _upsert_contact(postgresql.insert), False: _upsert_contact(sqlite.insert)}
-# on PostgreSQL the same statement queues the NOTIFY that wakes the relays of the other processes on commit
-INSERT_OUTBOX = {True: outbox_table.insert().returning(sa.func.pg_notify(NOTIFY_CHANNEL, "")),
-                 False: outbox_table.insert()}
 
 
 def _dialect(session):
@@ -278,41 +272,3 @@ class SqlContacts:
             sa.select(contacts.c.dossier_code, contacts.c.procedure_name, contacts.c.full_name, contacts.c.phone,
                       contacts.c.email).where(contacts.c.dossier_code == dossier_code)).first()
         return Contact(*row) if row is not None else None
-
-
-class SqlOutbox:
-    """Events recorded in the caller's transaction, written together at commit (one multi-row INSERT).
-
-    The rows are those of ``portal_shared.outbox.record_event``; on PostgreSQL
-    the same statement queues the ``NOTIFY`` that wakes the relays of the
-    other processes when (and only if) the transaction commits.
-    """
-
-    def __init__(self, session, call_id_stack=None):
-        self._session = session
-        self._headers = {"nameko.call_id_stack": list(call_id_stack)} if call_id_stack else None
-        self._pending = []
-
-    def add(self, event_type, payload, aggregate_key=None):
-        if "event_id" not in payload:
-            raise ValueError("event payload needs an event_id (use new_event)")
-        self._pending.append({"event_id": payload["event_id"], "event_type": event_type,
-                              "aggregate_key": aggregate_key, "payload": payload, "headers": self._headers})
-
-    def flush(self):
-        if not self._pending:
-            return
-        now = utcnow()
-        self._session.execute(INSERT_OUTBOX[_dialect(self._session) == "postgresql"],
-                              [{**row, "created_at": now, "attempts": 0} for row in self._pending])
-        self._session.info[PENDING_FLAG] = True
-        self._pending.clear()
-
-
-class SqlInbox:
-    def __init__(self, session):
-        self._session = session
-
-    def claim(self, consumer, event_id):
-        """True the first time ``consumer`` sees ``event_id`` (its claim is part of this transaction)."""
-        return claim_event(self._session, consumer, event_id)

@@ -153,7 +153,7 @@ class NotifyService(health.HealthEndpoints):
         return SqlUnitOfWork(self.db)
 
     def _bus(self, find_dossier=None):
-        return MessageBus(self._uow(), self.settings, find_dossier)
+        return MessageBus(self._uow(), settings=self.settings, find_dossier=find_dossier)
 
 
 RECEIPT_FIELDS = {"SMSID": 64, "RequestId": 64, "SendStatus": 4, "SendSuccess": 8, "SendFailed": 8}

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 
 from notify.domain.model import LOST_ON_LAST_ATTEMPT, RECEIPT_APPLIES_TO, Status
 from notify.unit_of_work import AbstractUnitOfWork
+from portal_shared.testing.memory import FakeInbox, FakeOutbox, InMemoryUnitOfWork
 
 
 def snapshot(notification):
@@ -136,49 +137,15 @@ class FakeContacts:
         return self._store.contacts.get(dossier_code)
 
 
-class FakeOutbox:
-    def __init__(self, store):
-        self._store = store
-
-    def add(self, event_type, payload, aggregate_key=None):
-        self._store.outbox.append((event_type, payload, aggregate_key))
-
-    def flush(self):
-        pass
-
-
-class FakeInbox:
-    def __init__(self, store):
-        self._store = store
-
-    def claim(self, consumer, event_id):
-        if (consumer, event_id) in self._store.inbox:
-            return False
-        self._store.inbox.add((consumer, event_id))
-        return True
-
-
-class FakeUnitOfWork(AbstractUnitOfWork):
+class FakeUnitOfWork(InMemoryUnitOfWork, AbstractUnitOfWork):
     def __init__(self):
-        super().__init__()
-        self.store = Store()
-        self.commits = 0
+        super().__init__(Store())
 
-    def __enter__(self):
-        self._work = copy.deepcopy(self.store)
-        self.notifications = FakeNotifications(self._work)
-        self.contacts = FakeContacts(self._work)
-        self.outbox = FakeOutbox(self._work)
-        self.inbox = FakeInbox(self._work)
-        return super().__enter__()
-
-    def _commit(self):
-        self.store = self._work
-        self._work = copy.deepcopy(self.store)  # what the block may still touch is not the committed state
-        self.commits += 1
-
-    def rollback(self):
-        self._work = None
+    def _open(self, store):
+        self.notifications = FakeNotifications(store)
+        self.contacts = FakeContacts(store)
+        self.outbox = FakeOutbox(store)
+        self.inbox = FakeInbox(store)
 
     # --- for assertions ---
     def notification(self, notification_id):

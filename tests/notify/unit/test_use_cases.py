@@ -40,7 +40,7 @@ class Harness:
     def __init__(self):
         self.uow = FakeUnitOfWork()
         self.dossiers_asked = []
-        self.bus = MessageBus(self.uow, SETTINGS, find_dossier=self.find_dossier)
+        self.bus = MessageBus(self.uow, settings=SETTINGS, find_dossier=self.find_dossier)
         self.dossier_service = {}
 
     def find_dossier(self, code):
@@ -127,7 +127,7 @@ def test_a_payment_receipt_for_an_unknown_dossier_asks_the_dossier_service(harne
 
 
 def test_a_payment_receipt_nobody_can_address_rolls_back_so_a_retry_can_take_effect(harness):
-    harness.bus = MessageBus(harness.uow, SETTINGS)  # no dossier service to ask
+    harness.bus = MessageBus(harness.uow, settings=SETTINGS)  # no dossier service to ask
     with pytest.raises(UnknownDossierContact):
         harness.payment_event()
     assert harness.uow.store.inbox == set() and harness.uow.commits == 0
