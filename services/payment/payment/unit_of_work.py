@@ -4,7 +4,11 @@
 back. ``commit()`` stores the aggregates the repositories handed out, passes
 their new events through the bus's in-transaction handlers (the outbox record,
 in the same transaction), commits, and keeps the events for the bus to
-dispatch afterwards (``collect_new_events``).
+dispatch afterwards (``collect_new_events``). ``flush()`` does the first two
+only, for a long transaction that stores its work a chunk at a time.
+
+``JoinedUnitOfWork`` is the repositories inside a transaction that someone
+else owns (a reconciliation run): it only flushes.
 """
 import abc
 
@@ -16,15 +20,19 @@ class AbstractUnitOfWork(abc.ABC):
     payments = charges = outbox = inbox = None
 
     def __init__(self):
+        self._flushed_events = []
         self._committed_events = []
 
     def __enter__(self):
+        self._flushed_events = []
         return self
 
     def __exit__(self, *exc_info):
+        self._flushed_events = []
         self.rollback()
 
-    def commit(self):
+    def flush(self):
+        """Store the aggregates handed out so far and record their new events, in this transaction."""
         seen = list(self.payments.seen)
         raised = [event for payment in seen for event in payment.events]
         for payment in seen:
@@ -33,8 +41,13 @@ class AbstractUnitOfWork(abc.ABC):
         self.charges.save(list(self.charges.seen))
         for event in raised:
             messagebus.handle_in_transaction(event, self)
+        self._flushed_events.extend(raised)
+
+    def commit(self):
+        self.flush()
         self._commit()
-        self._committed_events.extend(raised)
+        self._committed_events.extend(self._flushed_events)
+        self._flushed_events = []
 
     def collect_new_events(self):
         """Events of the transactions committed since the last call, in the order raised."""
@@ -59,11 +72,7 @@ class SqlUnitOfWork(AbstractUnitOfWork):
         self._call_id_stack = call_id_stack
 
     def __enter__(self):
-        session = self._database.session
-        self.charges = SqlCharges(session)
-        self.payments = SqlPayments(session, self.charges)
-        self.outbox = SqlOutbox(session, self._call_id_stack)
-        self.inbox = SqlInbox(session)
+        _open_repositories(self, self._database.session, self._call_id_stack)
         return super().__enter__()
 
     def _commit(self):
@@ -71,3 +80,29 @@ class SqlUnitOfWork(AbstractUnitOfWork):
 
     def rollback(self):
         self._database.session.rollback()
+
+
+class JoinedUnitOfWork(AbstractUnitOfWork):
+    """The repositories inside a transaction that its owner commits or rolls back as a whole.
+
+    ``session`` is that transaction's session. ``flush()`` stores the
+    aggregates and records their events in it; ``commit()`` and ``rollback()``
+    are refused, being the owner's.
+    """
+
+    def __init__(self, session, call_id_stack=None):
+        super().__init__()
+        _open_repositories(self, session, call_id_stack)
+
+    def _commit(self):
+        raise TypeError("this transaction is its owner's to commit: flush() what is done")
+
+    def rollback(self):
+        raise TypeError("this transaction is its owner's to roll back")
+
+
+def _open_repositories(uow, session, call_id_stack):
+    uow.charges = SqlCharges(session)
+    uow.payments = SqlPayments(session, uow.charges)
+    uow.outbox = SqlOutbox(session, call_id_stack)
+    uow.inbox = SqlInbox(session)
