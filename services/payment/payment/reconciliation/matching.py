@@ -85,7 +85,9 @@ def reconcile_lines(session, gateway, lines, source=None, now=None, *, confirm, 
     steps.done("load")
     _mark_duplicates(connection)
     steps.done("duplicates")
-    fixed = _fix(session, connection, gateway, run_id, source, now, confirm, call_id_stack)
+    confirmed = _confirmed_successes(connection, gateway, run_id, confirm)
+    steps.done("confirm")
+    fixed = _settle(session, connection, confirmed, run_id, source, now, call_id_stack)
     steps.done("fix")
     _record_findings(connection, gateway, run_id, loaded.dates)
     steps.done("classify")
@@ -137,8 +139,8 @@ def _mark_duplicates(connection):
     )
 
 
-def _fix(session, connection, gateway, run_id, source, now, confirm, call_id_stack):
-    """Ask the gateway about each candidate, then settle the confirmed ones a chunk at a time; return how many."""
+def _confirmed_successes(connection, gateway, run_id, confirm):
+    """The candidates for a fix that the gateway confirms (the others are recorded as unconfirmed)."""
     staging = recon_staging
     candidates = connection.execute(
         sa.select(payments.c.id, payments.c.txn_ref, payments.c.dossier_code, payments.c.amount, payments.c.gateway,
@@ -150,8 +152,12 @@ def _fix(session, connection, gateway, run_id, source, now, confirm, call_id_sta
         .order_by(payments.c.id)
     ).all()
     refused = _record_unconfirmed(connection, candidates, confirm, run_id)
-    confirmed = [ConfirmedSuccess(row.id, row.line, row.gateway_txn_no, row.paid_at)
-                 for row in candidates if row.id not in refused]
+    return [ConfirmedSuccess(row.id, row.line, row.gateway_txn_no, row.paid_at)
+            for row in candidates if row.id not in refused]
+
+
+def _settle(session, connection, confirmed, run_id, source, now, call_id_stack):
+    """Settle the confirmed successes a chunk at a time, through the unit of work; return how many were fixed."""
     if not confirmed:
         return 0
     from payment.unit_of_work import JoinedUnitOfWork
