@@ -8,6 +8,8 @@ Each service subclasses both (``<service>/unit_of_work.py``, ``<service>/message
   aggregates (``_save()``), runs each event's ``in_transaction`` handlers (an
   outbox record: in the same transaction as the change, or not at all),
   commits (``_commit()``) and keeps the events for ``collect_new_events()``.
+  ``flush()`` does all of that but the commit, for a long transaction that
+  stores its work a chunk at a time.
 - ``DatabaseUnitOfWork``: the same over a worker's database session.
 - ``MessageBus``: ``handle(command)`` runs the command's use case, then each
   event its transactions committed through the ``after_commit`` handlers (work
@@ -34,15 +36,19 @@ class AbstractUnitOfWork(abc.ABC):
     outbox = None  # where the in-transaction handlers record events (a service without events has none)
 
     def __init__(self):
+        self._flushed_events = []
         self._committed_events = []
 
     def __enter__(self):
+        self._flushed_events = []
         return self
 
     def __exit__(self, *exc_info):
+        self._flushed_events = []
         self.rollback()
 
-    def commit(self):
+    def flush(self):
+        """Store the aggregates handed out so far and record their new events, in this transaction."""
         aggregates = list(self._seen())
         raised = []
         for aggregate in aggregates:
@@ -51,8 +57,15 @@ class AbstractUnitOfWork(abc.ABC):
         self._save(aggregates)
         for event in raised:
             self.handle_in_transaction(event)
+        if self.outbox is not None:
+            self.outbox.flush()  # the events recorded so far, in one statement
+        self._flushed_events.extend(raised)
+
+    def commit(self):
+        self.flush()
         self._commit()
-        self._committed_events.extend(raised)
+        self._committed_events.extend(self._flushed_events)
+        self._flushed_events = []
 
     def handle_in_transaction(self, event):
         for handler in self.in_transaction[type(event)]:
@@ -85,7 +98,7 @@ class DatabaseUnitOfWork(AbstractUnitOfWork):
     The handle gives the ``session`` and a ``commit()`` that also wakes the
     outbox relay. ``_open(session)`` builds the repositories for each block
     (``outbox``: a ``portal_shared.repositories.SqlOutbox``, whose rows go in
-    one statement just before the commit); ``call_id_stack`` is there for the
+    one statement at each ``flush()``); ``call_id_stack`` is there for the
     outbox's records.
     """
 
@@ -103,8 +116,6 @@ class DatabaseUnitOfWork(AbstractUnitOfWork):
         ...
 
     def _commit(self):
-        if self.outbox is not None:
-            self.outbox.flush()  # the transaction's events, in one statement
         self._database.commit()
 
     def rollback(self):

@@ -1,8 +1,9 @@
-"""Reconciliation of settlement files against the real PostgreSQL (and a small SQLite file)."""
+"""Reconciliation of settlement files, each case on the real PostgreSQL and on a SQLite file (``make run``)."""
 import os
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
+from typing import NamedTuple
 
 import pytest
 import sqlalchemy as sa
@@ -13,7 +14,8 @@ from sandbox.fakes import FakeVnpay
 from payment.orm import charges, payment_history, payments
 from payment.reconciliation import reconcile_file, reconcile_text
 from payment.reconciliation.confirm import gateway_confirmer
-from payment.reconciliation.settlement import HEADER, read_settlement
+from payment.reconciliation import settlement as settlement_rules
+from payment.reconciliation.settlement import CLEAN_LINE, HEADER, numbered_chunks, parse_line, read_settlement
 from payment.reconciliation.tables import reconciliation_items, reconciliation_runs
 from portal_shared.db import UnitOfWork, create_db_engine
 from portal_shared.errors import ValidationError
@@ -55,8 +57,33 @@ def recon_database(fresh_database):
     return fresh_database("payment")
 
 
+class Database(NamedTuple):
+    engine: sa.engine.Engine
+    url: str
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def database(request, tmp_path):
+    """An empty payment database: the real PostgreSQL, or a SQLite file as ``make run`` uses."""
+    if request.param == "postgresql":
+        recon_database = request.getfixturevalue("recon_database")
+        recon_database.truncate()
+        yield Database(recon_database.engine, recon_database.url)
+        return
+    url = f"sqlite:///{tmp_path / 'payment.db'}"
+    engine = create_db_engine(url)
+    upgrade_database(engine, "payment:migrations")
+    yield Database(engine, url)
+    engine.dispose()
+
+
 @pytest.fixture
-def engine(recon_database):
+def engine(database):
+    return database.engine
+
+
+@pytest.fixture
+def postgres_engine(recon_database):
     recon_database.truncate()
     return recon_database.engine
 
@@ -256,6 +283,83 @@ def test_a_file_of_only_malformed_rows_never_stops_the_run(engine):
     assert all(set(f) == {"line", "reason"} for f in report["malformed"])
 
 
+def tricky_file(engine):
+    """Local payments and a file of lines in every shape a settlement file may take, and line endings of all kinds."""
+    paid = DAY.replace(hour=9)
+    add_payment(engine, "PQUOTED", status="succeeded", paid_at=paid, charge="paid")
+    add_payment(engine, "PSPACED", status="pending", gateway_paid=True)
+    add_payment(engine, "PFRACTION", status="succeeded", paid_at=paid, charge="paid")
+    add_payment(engine, "POCT31", status="refunded", paid_at=datetime(2026, 10, 31, 3, tzinfo=timezone.utc), charge=None)
+    add_payment(engine, "PLEAD", status="succeeded", paid_at=paid, charge="paid")
+    add_payment(engine, "PMOMO2", status="succeeded", paid_at=paid, gateway="momo", charge="paid")
+    add_payment(engine, "PNOTINFILE2", status="succeeded", paid_at=datetime(2026, 10, 31, 15, tzinfo=VN_TZ),
+                charge="paid")
+    return "".join([
+        HEADER_LINE + "\r\n",
+        '"PQUOTED","900020","150000","success","2026-11-25T10:00:00+07:00"\r\n',  # 2
+        " PSPACED , 900021 , 150000 , SUCCESS , 2026-11-25 10:30:00 \r\n",  # 3: no offset is Vietnam time
+        "PFRACTION,900022,150000,success,2026-11-25T03:00:00.5Z\r",  # 4
+        "   \r\n",  # 5: blank
+        "POCT31,900023,150000,refunded,2026-10-31T10:00:00+07:00\n",  # 6: a 31st
+        "PFEB30,900024,150000,success,2026-02-30T10:00:00+07:00\n",  # 7
+        "PN\x00UL,1,150000,success,2026-11-25T10:00:00+07:00\n",  # 8
+        "PFEW,900025,150000\n",  # 9
+        "PZERO,1,0,success,2026-11-25T10:00:00+07:00\n",  # 10
+        "PLEAD,900026,0150000,success,2026-11-25T10:00:00+07:00\n",  # 11
+        "PMOMO2,900027,150000,success,2026-11-25T10:00:00+07:00",  # 12, no final line ending
+    ])
+
+
+@pytest.mark.parametrize("chunk", ["1 MiB", "5 characters"])
+def test_lines_of_every_shape_are_read_alike_on_both_databases(engine, chunk, monkeypatch):
+    if chunk != "1 MiB":  # chunk boundaries everywhere, inside "\r\n" too
+        monkeypatch.setattr(settlement_rules, "READ_CHUNK", 5)
+    report = reconcile_text(unit_of_work(engine), "vnpay", confirm=confirm(), settlement_csv=tricky_file(engine))
+
+    assert (report["rows"], report["matched"]) == (10, 4)  # PQUOTED, PFRACTION, POCT31, PLEAD
+    assert report["fixed"] == [{
+        "txn_ref": "PSPACED", "line": 3, "dossier_code": "D-PSPACED", "amount": 150_000, "gateway_txn_no": "900021",
+        "paid_at": "2026-11-25T10:30:00+07:00", "old_status": "pending",
+    }]
+    assert report["malformed"] == [
+        {"line": 7, "reason": "bad paid_at '2026-02-30T10:00:00+07:00': expected ISO 8601"},
+        {"line": 8, "reason": "invalid txn_ref 'PN\ufffdUL'"},
+        {"line": 9, "reason": "expected 5 fields, found 3"},
+        {"line": 10, "reason": "bad amount '0': expected a positive integer number of VND"},
+    ]
+    assert report["missing_locally"] == [{
+        "txn_ref": "PMOMO2", "line": 12, "gateway_txn_no": "900027", "amount": 150_000, "status": "success",
+        "paid_at": "2026-11-25T10:00:00+07:00", "reason": "the local payment is on gateway momo",
+    }]
+    # the file's dates are 2026-11-25 and 2026-10-31 (Vietnam time)
+    assert [(f["txn_ref"], f["paid_at"]) for f in report["missing_at_gateway"]] == [
+        ("PNOTINFILE2", "2026-10-31T15:00:00+07:00")]
+    assert report["amount_mismatch"] == report["status_mismatch"] == report["unconfirmed"] == []
+    assert payment(engine, "PSPACED").paid_at == datetime(2026, 11, 25, 3, 30, tzinfo=timezone.utc)
+
+
+def test_an_unconfirmed_line_changes_nothing_and_is_reported_with_its_status(engine):
+    add_payment(engine, "PNOTPAID", status="pending")  # VNPay does not know it paid
+    report = reconcile_text(unit_of_work(engine), "vnpay", confirm=confirm(), settlement_csv=settlement(
+        "PNOTPAID,900030,150000,success,2026-11-25T10:00:00+07:00"))
+
+    assert report["fixed"] == []
+    [unconfirmed] = report["unconfirmed"]
+    assert (unconfirmed["txn_ref"], unconfirmed["line"], unconfirmed["amount"]) == ("PNOTPAID", 2, 150_000)
+    assert unconfirmed["reason"]
+    assert [(f["txn_ref"], f["local_status"]) for f in report["status_mismatch"]] == [("PNOTPAID", "pending")]
+    assert payment(engine, "PNOTPAID").status == "pending"
+    assert history(engine, "PNOTPAID") == [] and outbox_events(engine) == []
+
+
+def test_a_payment_settled_before_the_run_is_matched_not_fixed(engine):
+    add_payment(engine, "PIPN", status="succeeded", paid_at=DAY, gateway_txn_no="900031", charge="paid",
+                gateway_paid=True)
+    report = reconcile_text(unit_of_work(engine), "vnpay", confirm=confirm(), settlement_csv=settlement(
+        "PIPN,900031,150000,success,2026-11-25T10:00:00+07:00"))
+    assert (report["matched"], report["fixed"], report["status_mismatch"]) == (1, [], [])
+
+
 def _cli(*args, database_url, **kwargs):
     env = {**os.environ, "PAYMENT_DATABASE_URL": database_url, **gateway_env()}
     return subprocess.Popen(
@@ -264,12 +368,12 @@ def _cli(*args, database_url, **kwargs):
     )
 
 
-def test_two_operators_running_the_same_file_at_once_fix_once(engine, recon_database, tmp_path):
+def test_two_operators_running_the_same_file_at_once_fix_once(engine, database, tmp_path):
     text = one_of_each(engine)
     path = tmp_path / "vnpay-2026-11-25.csv"
     path.write_text(text)
     runs = [_cli("--gateway", "vnpay", str(path), "--out", str(tmp_path / f"out{i}"), "--no-progress",
-                 "--no-migrate", database_url=recon_database.url) for i in range(2)]
+                 "--no-migrate", database_url=database.url) for i in range(2)]
     outputs = [run.communicate(timeout=120) for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs
 
@@ -283,8 +387,12 @@ def test_two_operators_running_the_same_file_at_once_fix_once(engine, recon_data
     assert [count for _, count in fixed] == [2]  # one run fixed both, the other none
 
 
-def test_two_runs_in_threads_at_once_fix_once(engine):
+def test_two_runs_in_threads_at_once_fix_once(postgres_engine):
+    # PostgreSQL only: this process's threads are eventlet's green threads, and SQLite's busy wait for its
+    # write lock blocks them all (the two processes above take turns on SQLite as on PostgreSQL)
     import threading
+
+    engine = postgres_engine
 
     text = one_of_each(engine)
     reports, errors = [], []
@@ -305,11 +413,11 @@ def test_two_runs_in_threads_at_once_fix_once(engine):
     assert len(outbox_events(engine)) == 2
 
 
-def test_the_console_command_writes_csv_and_html_and_shows_a_stored_run(engine, recon_database, tmp_path):
+def test_the_console_command_writes_csv_and_html_and_shows_a_stored_run(engine, database, tmp_path):
     path = tmp_path / "vnpay.csv"
     path.write_text(one_of_each(engine))
     out = tmp_path / "reports"
-    run = _cli("--gateway", "vnpay", str(path), "--out", str(out), database_url=recon_database.url)
+    run = _cli("--gateway", "vnpay", str(path), "--out", str(out), database_url=database.url)
     stdout, stderr = run.communicate(timeout=120)
     assert run.returncode == 0, stderr
     assert "Fixed (now succeeded)" in stdout and "Missing at gateway" in stdout
@@ -322,7 +430,7 @@ def test_the_console_command_writes_csv_and_html_and_shows_a_stored_run(engine, 
     assert "<svg" in html and "PUNKNOWN" in html and "Amount mismatch" in html
     run_id = csv_report.stem.rsplit("-", 1)[1]
 
-    again = _cli("--show", run_id, "--out", str(tmp_path / "again"), database_url=recon_database.url)
+    again = _cli("--show", run_id, "--out", str(tmp_path / "again"), database_url=database.url)
     stdout, stderr = again.communicate(timeout=60)
     assert again.returncode == 0, stderr
     assert f"run {run_id}" in stdout
@@ -330,7 +438,7 @@ def test_the_console_command_writes_csv_and_html_and_shows_a_stored_run(engine, 
 
     refused = tmp_path / "bad.csv"
     refused.write_text("a,b,c\n1,2,3\n")
-    bad = _cli("--gateway", "vnpay", str(refused), "--no-progress", database_url=recon_database.url)
+    bad = _cli("--gateway", "vnpay", str(refused), "--no-progress", database_url=database.url)
     _, stderr = bad.communicate(timeout=60)
     assert bad.returncode == 2 and "header" in stderr
 
@@ -380,3 +488,47 @@ class TestReadingTheSettlementFile:
 
     def test_a_byte_order_mark_and_spaces_in_the_header_are_accepted(self):
         assert list(read_settlement(["\ufefftxn_ref, gateway_txn_no,amount,status,paid_at"])) == []
+
+    def test_a_line_the_shortcut_takes_as_clean_is_valid_and_reads_as_the_copy_would(self):
+        clean = [
+            "A1,77,150000,success,2026-11-25T10:00:00+07:00",
+            "a.b:c/d-e_f,,1,refunded,1000-01-01T00:00:00Z",
+            "A2,,999999999999999999,failed,",
+            "A3,7,5,failed,2026-12-28T23:59:59.123456-23:59",
+            "X" * 64 + "," + "9" * 64 + ",42,success,2026-02-28T10:00:00.5+00:00",
+        ]
+        for line in clean:
+            assert CLEAN_LINE.fullmatch(line), line
+            row = parse_line(2, line)
+            ref, gtn, amount, status, paid = line.split(",")
+            assert row.reason is None, line
+            assert (row.txn_ref, row.gateway_txn_no, row.amount, row.status) == (ref, gtn or None, int(amount), status)
+            assert row.paid_at == (datetime.fromisoformat(paid.replace("Z", "+00:00")) if paid else None)
+
+    def test_the_shortcut_leaves_every_other_line_to_the_rules(self):
+        for line in [
+            "A1,77,150000,success,2026-11-25 10:00:00",  # no offset: Vietnam time, the rules say
+            "A1,77,150000,SUCCESS,2026-11-25T10:00:00Z",
+            "A1,77,150000,success,2026-11-29T10:00:00Z",  # past the 28th: the month's length matters
+            "A1,77,0150000,success,2026-11-25T10:00:00Z",
+            "A1,77,0,success,2026-11-25T10:00:00Z",
+            "A1,77,150000,success,",
+            "A1,77,150000,refunded,",
+            "X" * 65 + ",77,150000,success,2026-11-25T10:00:00Z",
+            "A1,77,1234567890123456789,success,2026-11-25T10:00:00Z",
+            '"A1",77,150000,success,2026-11-25T10:00:00Z',
+            " A1,77,150000,success,2026-11-25T10:00:00Z",
+        ]:
+            assert not CLEAN_LINE.fullmatch(line), line
+
+    def test_chunks_number_the_lines_whatever_their_endings(self, monkeypatch):
+        import io
+
+        text = "a\r\nb\rc\n\nd\r\ne\r"
+        monkeypatch.setattr(settlement_rules, "READ_CHUNK", 3)
+        small = [(number, line) for number, chunk in numbered_chunks(io.StringIO(text, newline="").read)
+                 for number, line in enumerate(chunk.split("\n"), number)]
+        monkeypatch.setattr(settlement_rules, "READ_CHUNK", 1 << 20)
+        whole = [(number, line) for number, chunk in numbered_chunks(io.StringIO(text, newline="").read)
+                 for number, line in enumerate(chunk.split("\n"), number)]
+        assert small == whole == [(2, "a"), (3, "b"), (4, "c"), (5, ""), (6, "d"), (7, "e")]

@@ -17,7 +17,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from notify.domain.model import LOST_ON_LAST_ATTEMPT, RECEIPT_APPLIES_TO, Contact, Message, Notification, Status
 from notify.orm import DossierContactRow, NotificationRow
-from portal_shared.timeutil import utcnow
 
 notifications = NotificationRow.__table__
 contacts = DossierContactRow.__table__

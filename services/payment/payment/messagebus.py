@@ -66,12 +66,6 @@ COMMAND_HANDLERS = {
 }
 
 
-def handle_in_transaction(event, uow):
-    """Called by the unit of work's ``commit()`` for each event, before the transaction commits."""
-    for handler in IN_TRANSACTION[type(event)]:
-        handler(event, uow)
-
-
 class MessageBus(unit_of_work.MessageBus):
     """``handle(command)``: the use case's result, after the events it raised have been dispatched.
 

@@ -1,7 +1,7 @@
 """SQLAlchemy Core repositories of the payment service: aggregates in, aggregates out.
 
-Only the unit of work (``unit_of_work.SqlUnitOfWork``) and reconciliation's
-bulk fix step use them; the use cases see them through the unit of work.
+Only the units of work (``unit_of_work``) use them; the use cases and
+reconciliation's fix step see them through a unit of work.
 Locks are taken in one order: payment rows first, then the dossier's charge row.
 """
 import sqlalchemy as sa
@@ -105,11 +105,16 @@ class SqlPayments:
             payment.charge = self._charges.get_for_update(payment.dossier_code)
         return self._track(payment)
 
-    def by_ids(self, ids):
-        """Payments by id, in id order, for a caller that holds their locks already (reconciliation)."""
+    def get_many_for_update(self, ids):
+        """Payments by id, in id order, their rows locked, each with its dossier's charge (locked after them)."""
         rows = self._connection.execute(
-            sa.select(payments).where(payments.c.id.in_(list(ids))).order_by(payments.c.id)).mappings().all()
-        return [self._track(payment_from_row(row)) for row in rows]
+            sa.select(payments).where(payments.c.id.in_(list(ids))).order_by(payments.c.id).with_for_update()
+        ).mappings().all()
+        found = [payment_from_row(row) for row in rows]
+        charges_by_dossier = self._charges.get_many_for_update({payment.dossier_code for payment in found})
+        for payment in found:
+            payment.charge = charges_by_dossier.get(payment.dossier_code)
+        return [self._track(payment) for payment in found]
 
     def succeeded_for_update(self, dossier_code):
         rows = self._connection.execute(

@@ -87,7 +87,7 @@ class PaymentService(health.HealthEndpoints):
         self.caller.require("finance")
         request = load(ReconcileSchema(), {"gateway": gateway, "settlement_csv": settlement_csv})
         return reconcile_text(self.db, request["gateway"], request["settlement_csv"],
-                              confirm=gateway_confirmer(self.settings))
+                              confirm=gateway_confirmer(self.settings), call_id_stack=self.log.call_id_stack)
 
     @reliable_event_handler("dossier", "dossier_status_changed")
     def on_dossier_status_changed(self, payload):

@@ -44,6 +44,9 @@ class FakeOutbox:
     def add(self, event_type, payload, aggregate_key):
         self._store.outbox.append((event_type, payload, aggregate_key))
 
+    def flush(self):
+        """Nothing to write: ``add`` stored the event already."""
+
 
 class FakeInbox:
     """Keeps ``(consumer, event_id)`` claims in ``store.inbox``."""

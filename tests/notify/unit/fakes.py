@@ -7,7 +7,6 @@ away; the repository hands out copies, so a change counts only once saved.
 The conditional statements of the SQL repository (claims, outcomes,
 receipts) are written out here as the same conditions over the dicts.
 """
-import copy
 from dataclasses import dataclass, field, replace
 
 from notify.domain.model import LOST_ON_LAST_ATTEMPT, RECEIPT_APPLIES_TO, Status

@@ -88,9 +88,12 @@ class FakePayments:
             payment.charge = self._charges.get_for_update(payment.dossier_code)
         return self._track(payment)
 
-    def by_ids(self, ids):
-        return [self._track(snapshot(p)) for p in sorted(self._store.payments.values(), key=lambda p: p.id)
-                if p.id in set(ids)]
+    def get_many_for_update(self, ids):
+        found = [snapshot(p) for p in self._ordered() if p.id in set(ids)]
+        charges = self._charges.get_many_for_update({payment.dossier_code for payment in found})
+        for payment in found:
+            payment.charge = charges.get(payment.dossier_code)
+        return [self._track(payment) for payment in found]
 
     def succeeded_for_update(self, dossier_code):
         return [self._track(snapshot(p)) for p in self._ordered()

@@ -52,33 +52,20 @@ reconciliation_runs = sa.Table("reconciliation_runs", metadata, *run_columns())
 reconciliation_items = sa.Table("reconciliation_items", metadata, *item_columns())
 sa.Index("ix_reconciliation_items_run", reconciliation_items.c.run_id, reconciliation_items.c.outcome, reconciliation_items.c.line)
 
-
-def staging_table():
-    """A fresh per-run TEMP table for the file's rows (dropped at commit on PostgreSQL)."""
-    return sa.Table(
-        "recon_staging",
-        sa.MetaData(),
-        sa.Column("line", sa.BigInteger(), nullable=False),
-        sa.Column("txn_ref", sa.Text(), nullable=True),
-        sa.Column("gateway_txn_no", sa.Text(), nullable=True),
-        sa.Column("amount", sa.BigInteger(), nullable=True),
-        sa.Column("status", sa.Text(), nullable=True),
-        sa.Column("paid_at", UtcDateTime(), nullable=True),
-        sa.Column("reason", sa.Text(), nullable=True),
-        prefixes=["TEMPORARY"],
-        postgresql_on_commit="DROP",
-    )
-
-
-def fix_table():
-    """The PostgreSQL run's candidates for a fix: payment id and the file's line, paid_at and gateway_txn_no."""
-    return sa.Table(
-        "recon_fix",
-        sa.MetaData(),
-        sa.Column("id", sa.BigInteger(), primary_key=True),
-        sa.Column("line", sa.BigInteger(), nullable=False),
-        sa.Column("paid_at", UtcDateTime(), nullable=True),
-        sa.Column("gateway_txn_no", sa.Text(), nullable=True),
-        prefixes=["TEMPORARY"],
-        postgresql_on_commit="DROP",
-    )
+# The file of one run, a row per non-blank line (``settlement.SettlementRow``): a TEMP table the
+# loader creates and fills and the matcher reads, dropped at the end of the run. In a MetaData
+# of its own: it is no part of the schema the migrations manage.
+recon_staging = sa.Table(
+    "recon_staging",
+    sa.MetaData(),
+    sa.Column("line", sa.BigInteger(), nullable=False),
+    sa.Column("txn_ref", sa.Text(), nullable=True),
+    sa.Column("gateway_txn_no", sa.Text(), nullable=True),
+    sa.Column("amount", sa.BigInteger(), nullable=True),
+    sa.Column("status", sa.Text(), nullable=True),
+    sa.Column("paid_at", UtcDateTime(), nullable=True),
+    sa.Column("reason", sa.Text(), nullable=True),  # None for a valid row, else why the line is malformed
+    prefixes=["TEMPORARY"],
+    postgresql_on_commit="DROP",
+)
+STAGING_COLUMNS = tuple(column.name for column in recon_staging.columns)
