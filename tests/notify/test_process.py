@@ -1,4 +1,5 @@
 """How the process starts: the Procfile's module, the config file, start-up without secrets."""
+import copy
 import os
 import re
 import subprocess
@@ -6,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 import yaml
 from nameko.cli.run import import_service
@@ -38,10 +40,27 @@ def test_config_maps_every_contract_variable_to_the_same_key():
     assert "SPEEDSMS_BASE_URL: ${SPEEDSMS_BASE_URL:https://api.speedsms.vn}" in text
 
 
-def test_config_file_reads_secrets_and_sender_verbatim(monkeypatch):
+@pytest.fixture
+def nameko_yaml():
+    """Nameko's YAML tags (``${VAR:default}``, ``!env_var``) for this test only: its set-up changes the
+    loaders of the whole process, and a later test reading a compose file would see them."""
     from nameko.cli.main import setup_yaml_parser
 
+    loaders = (yaml.SafeLoader, yaml.FullLoader, yaml.Loader, yaml.UnsafeLoader)
+    saved = {loader: {name: copy.deepcopy(loader.__dict__[name]) for name in
+                      ("yaml_constructors", "yaml_implicit_resolvers") if name in loader.__dict__}
+             for loader in loaders}
     setup_yaml_parser()
+    yield
+    for loader in loaders:
+        for name in ("yaml_constructors", "yaml_implicit_resolvers"):
+            if name in saved[loader]:
+                setattr(loader, name, saved[loader][name])
+            elif name in loader.__dict__:
+                delattr(loader, name)
+
+
+def test_config_file_reads_secrets_and_sender_verbatim(monkeypatch, nameko_yaml):
     defaults = yaml.safe_load(CONFIG.read_text())
     assert defaults["MAIL_FROM"] == "Cổng Dịch vụ công <no-reply@dichvucong.localhost>"
     assert defaults["SMS_PROVIDERS"] == "esms,speedsms" and defaults["SMTP_SECURITY"] == "none"
