@@ -17,6 +17,16 @@ PAYMENT_FIELDS = ("status", "pay_url", "gateway_txn_no", "paid_at", "updated_at"
 CHARGE_FIELDS = ("amount", "status", "paid_txn_ref", "procedure_name", "agency_code", "source_event_id", "updated_at")
 
 
+def dialect_name(connection):
+    """``postgresql`` or ``sqlite``, for a Session or a Connection."""
+    bind = connection.get_bind() if hasattr(connection, "get_bind") else connection
+    return bind.dialect.name
+
+
+# the charge's columns next to the payment's in one row (``SqlPayments.get_for_update``)
+CHARGE_COLUMNS = [column.label(f"charge_{column.name}") for column in charges.c]
+
+
 def payment_from_row(row):
     values = row._mapping if hasattr(row, "_mapping") else row
     return Payment(
@@ -95,10 +105,22 @@ class SqlPayments:
         """The payment with its row locked (and its charge's, after it), or None.
 
         ``skip_locked``: None also when another transaction holds the row.
+        On PostgreSQL the payment and its charge come in one statement (``FOR UPDATE OF payments,
+        charges`` locks them in that order); a payment without a charge row takes a second one.
         """
         statement = sa.select(payments).where(payments.c.txn_ref == txn_ref)
         if gateway is not None:
             statement = statement.where(payments.c.gateway == gateway)
+        if with_charge and not skip_locked and dialect_name(self._connection) == "postgresql":
+            row = self._connection.execute(
+                statement.add_columns(*CHARGE_COLUMNS)
+                .join_from(payments, charges, charges.c.dossier_code == payments.c.dossier_code)
+                .with_for_update(of=[payments, charges])).mappings().first()
+            if row is not None:
+                payment = payment_from_row(row)
+                payment.charge = self._charges.track(charge_from_row(
+                    {column.name: row[f"charge_{column.name}"] for column in charges.c}))
+                return self._track(payment)
         row = self._connection.execute(statement.with_for_update(skip_locked=skip_locked)).mappings().first()
         if row is None:
             return None
@@ -160,8 +182,18 @@ class SqlPayments:
         ).rowcount == 1
 
     def save(self, payments_to_save):
-        """Write the changed payments and their new history entries (a few statements for many payments)."""
+        """Write the changed payments and their new history entries (a few statements for many payments).
+
+        One changed payment (an IPN, a refund answer) on PostgreSQL is one statement: its UPDATE in a
+        WITH clause of the history INSERT.
+        """
         changed = [payment for payment in payments_to_save if payment.changed and payment.id is not None]
+        entries = [history_values(payment, entry) for payment in payments_to_save for entry in payment.history]
+        if len(changed) == 1 and entries and all(entry["payment_id"] == changed[0].id for entry in entries) \
+                and dialect_name(self._connection) == "postgresql":
+            update = payments.update().where(payments.c.id == changed[0].id).values(**payment_values(changed[0]))
+            self._connection.execute(payment_history.insert().values(entries).add_cte(update.cte("changed_payment")))
+            changed = entries = []
         if changed:
             self._connection.execute(
                 payments.update().where(payments.c.id == sa.bindparam("b_id")).values(
@@ -169,7 +201,6 @@ class SqlPayments:
                 [{"b_id": payment.id, **{f"b_{k}": v for k, v in payment_values(payment).items()}}
                  for payment in changed],
             )
-        entries = [history_values(payment, entry) for payment in payments_to_save for entry in payment.history]
         if entries:
             self._connection.execute(payment_history.insert(), entries)
         for payment in payments_to_save:
@@ -188,25 +219,22 @@ class SqlCharges:
         self._connection = connection
         self.seen = []
 
-    def _dialect(self):
-        bind = self._connection.get_bind() if hasattr(self._connection, "get_bind") else self._connection
-        return bind.dialect.name
+    def track(self, charge):
+        """``charge`` is saved with the unit of work (a charge another repository loaded)."""
+        self.seen.append(charge)
+        return charge
 
     def get_for_update(self, dossier_code):
         row = self._connection.execute(
             sa.select(charges).where(charges.c.dossier_code == dossier_code).with_for_update()
         ).mappings().first()
-        if row is None:
-            return None
-        charge = charge_from_row(row)
-        self.seen.append(charge)
-        return charge
+        return self.track(charge_from_row(row)) if row is not None else None
 
     def get_many_for_update(self, dossier_codes):
         """``{dossier_code: Charge}`` for these dossiers, locked in code order."""
         statement = sa.select(charges).where(charges.c.dossier_code.in_(sorted(dossier_codes))) \
             .order_by(charges.c.dossier_code)
-        if self._dialect() == "postgresql":
+        if dialect_name(self._connection) == "postgresql":
             statement = statement.with_for_update()
         found = {row["dossier_code"]: charge_from_row(row) for row in self._connection.execute(statement).mappings()}
         self.seen.extend(found.values())
@@ -214,10 +242,13 @@ class SqlCharges:
 
     def add_if_missing(self, charge):
         """Insert ``charge`` unless the dossier has one already; then lock and return the stored one."""
-        insert = postgresql.insert if self._dialect() == "postgresql" else sqlite.insert
+        insert = postgresql.insert if dialect_name(self._connection) == "postgresql" else sqlite.insert
         values = {name: getattr(charge, name) for name in CHARGE_FIELDS}
         values.update(status=charge.status.value, dossier_code=charge.dossier_code, created_at=charge.created_at)
-        self._connection.execute(insert(charges).values(**values).on_conflict_do_nothing())
+        inserted = self._connection.execute(
+            insert(charges).values(**values).on_conflict_do_nothing().returning(*charges.c)).mappings().first()
+        if inserted is not None:  # ours, so locked by this transaction already
+            return self.track(charge_from_row(inserted))
         return self.get_for_update(charge.dossier_code)
 
     def save(self, charges_to_save):
