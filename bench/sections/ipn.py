@@ -21,7 +21,7 @@ from urllib.parse import urlencode, urlparse
 
 import eventlet
 
-from bench.sections.notify_latency import percentile
+from bench.sections.notify_latency import cpu_seconds, percentile
 from bench.sections.submit_accept_pay import ms
 from payment.gateways.vnpay import sign_params
 
@@ -160,9 +160,11 @@ def run(stack, args):
     targets = [f"/callbacks/vnpay/ipn?{signed_ipn(one, i, env['VNPAY_TMN_CODE'], env['VNPAY_HASH_SECRET'])}"
                for i, one in enumerate(paid)]
     profiler = Profiler(stack, getattr(args, "profile", None))
+    cpu_before = cpu_seconds(stack)
     stack.ipn_started = time.time()
     seconds, answers = send_all(stack.url("payment"), targets)
     stack.ipn_finished = time.time()
+    cpu_after = cpu_seconds(stack)
     profiles = profiler.stop()
     codes = {}
     stack.ipn_paid = []  # the dossiers whose IPN was answered 00: ``dossier_drain`` waits for these
@@ -172,6 +174,10 @@ def run(stack, args):
         if code == "00":
             stack.ipn_paid.append(paid[index]["code"])
     latencies = [latency for _, _, _, latency in answers]
+    # CPU of each process while the IPNs ran (the pipeline's work on them included), per IPN sent: unlike
+    # the rates, this barely depends on what else the machine is doing
+    cpu_ms_per_ipn = {label: round((cpu_after[label] - cpu_before[label]) * 1000 / max(1, len(targets)), 2)
+                      for label in cpu_before if cpu_before[label] is not None and cpu_after.get(label) is not None}
     answered_00 = codes.get("00", 0)
     figures = {
         "ipns": len(targets),
@@ -182,6 +188,7 @@ def run(stack, args):
         "answered_00_per_second": round(answered_00 / seconds, 1),
         "latency_ms": {"p50": ms(percentile(latencies, 0.5)), "p99": ms(percentile(latencies, 0.99)),
                        "max": ms(max(latencies) if latencies else None)},
+        "cpu_ms_per_ipn": cpu_ms_per_ipn,
         "profiles": profiles,
         "first_errors": [body.decode(errors="replace")[:200] for _, status, body, _ in answers if status != 200][:3],
     }
@@ -194,5 +201,6 @@ def run(stack, args):
          f"{figures.get('vs_http_insert_ceiling')} × @http ceiling)", "≥ 400"),
         ("IPN latency p50 / p99", f"{figures['latency_ms']['p50']} / {figures['latency_ms']['p99']} ms",
          "p99 ≤ 150 ms"),
+        ("CPU ms per IPN while they ran, per process", ", ".join(f"{k} {v}" for k, v in cpu_ms_per_ipn.items()), ""),
     ]
     return figures
