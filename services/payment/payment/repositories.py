@@ -184,15 +184,17 @@ class SqlPayments:
     def save(self, payments_to_save):
         """Write the changed payments and their new history entries (a few statements for many payments).
 
-        One changed payment (an IPN, a refund answer) on PostgreSQL is one statement: its UPDATE in a
-        WITH clause of the history INSERT.
+        One changed payment with one new history entry (an IPN, a refund answer) on PostgreSQL is one
+        statement: its UPDATE in a WITH clause of the history INSERT (a single-row VALUES: SQLAlchemy
+        caches its compiled form, never a multi-row one's).
         """
         changed = [payment for payment in payments_to_save if payment.changed and payment.id is not None]
         entries = [history_values(payment, entry) for payment in payments_to_save for entry in payment.history]
-        if len(changed) == 1 and entries and all(entry["payment_id"] == changed[0].id for entry in entries) \
+        if len(changed) == 1 and len(entries) == 1 and entries[0]["payment_id"] == changed[0].id \
                 and dialect_name(self._connection) == "postgresql":
             update = payments.update().where(payments.c.id == changed[0].id).values(**payment_values(changed[0]))
-            self._connection.execute(payment_history.insert().values(entries).add_cte(update.cte("changed_payment")))
+            self._connection.execute(
+                payment_history.insert().values(**entries[0]).add_cte(update.cte("changed_payment")))
             changed = entries = []
         if changed:
             self._connection.execute(
