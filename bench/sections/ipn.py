@@ -31,8 +31,8 @@ CONNECTIONS = 50
 VN_TZ = timezone(timedelta(hours=7))
 
 
-def signed_ipn(paid, i, tmn_code, secret):
-    """The query string VNPay would send for a successful payment of ``paid``."""
+def ipn_params(paid, i, tmn_code, secret):
+    """The fields VNPay would send for a successful payment of ``paid``, signed."""
     params = {
         "vnp_TmnCode": tmn_code, "vnp_Amount": str(paid["amount"] * 100), "vnp_BankCode": "NCB",
         "vnp_BankTranNo": f"VNP{14_000_000 + i}", "vnp_CardType": "ATM",
@@ -41,7 +41,12 @@ def signed_ipn(paid, i, tmn_code, secret):
         "vnp_TransactionNo": str(14_000_000 + i), "vnp_TransactionStatus": "00", "vnp_TxnRef": paid["txn_ref"],
     }
     params["vnp_SecureHash"] = sign_params(params, secret)
-    return urlencode(params)
+    return params
+
+
+def signed_ipn(paid, i, tmn_code, secret):
+    """The query string of ``ipn_params``, as VNPay sends it."""
+    return urlencode(ipn_params(paid, i, tmn_code, secret))
 
 
 class KeepAliveClient:
