@@ -246,6 +246,7 @@ def run(stack, args):
         ("raw pika, pipelined confirms (messages/s)", result["raw_pika"]["messages_per_second"], "ceiling"),
     ]
     # the sections after this one compare their figures with these
-    stack.ceilings = {"event_dispatcher": result["event_dispatcher"]["events_per_second"],
+    stack.ceilings = {"http_insert": http_figure["requests_per_second"], "rpc": result["rpc"]["calls_per_second"],
+                      "event_dispatcher": result["event_dispatcher"]["events_per_second"],
                       "raw_pika": result["raw_pika"]["messages_per_second"]}
     return result

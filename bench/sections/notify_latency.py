@@ -57,8 +57,8 @@ def international(phone):
     return "84" + phone[1:]
 
 
-def _pool_run(amqp_uri, count, work):
-    """Run ``work(rpc, i)`` for i in range(count) on CLIENTS green threads, each with its own proxy."""
+def _pool_run(amqp_uri, count, work, clients=CLIENTS):
+    """Run ``work(rpc, i)`` for i in range(count) on ``clients`` green threads, each with its own proxy."""
     counter = itertools.count()
     lock = threading.Lock()
     results = [None] * count
@@ -77,8 +77,8 @@ def _pool_run(amqp_uri, count, work):
                 except Exception as exc:  # counted and reported, never hidden
                     errors.append(f"{i}: {type(exc).__name__}: {exc}"[:300])
 
-    pool = eventlet.GreenPool(CLIENTS)
-    for _ in range(CLIENTS):
+    pool = eventlet.GreenPool(clients)
+    for _ in range(clients):
         pool.spawn(client)
     pool.waitall()
     return results, errors

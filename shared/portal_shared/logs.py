@@ -53,9 +53,23 @@ def configure_logging(level=None, fmt=None, stream=None, force=False):
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    containers = logging.getLogger("nameko.containers")
+    if not any(isinstance(f, ExpectedErrorsWithoutTraceback) for f in containers.filters):
+        containers.addFilter(ExpectedErrorsWithoutTraceback())
     for noisy in ("amqp", "kombu", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     _configured = True
+
+
+class ExpectedErrorsWithoutTraceback(logging.Filter):
+    """Nameko logs an entrypoint's expected exception (``NoPaymentDue``, ``ValidationError``) as a
+    warning *with its traceback*: formatting and masking that stack cost more than the call itself,
+    for an answer the caller already has. The line stays, without the stack."""
+
+    def filter(self, record):
+        if record.exc_info and str(record.msg).startswith("(expected)"):
+            record.exc_info = record.exc_text = None
+        return True
 
 
 def get_logger(name):

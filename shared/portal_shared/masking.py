@@ -42,6 +42,13 @@ URL_PASSWORD_PATTERN = re.compile(r"([a-z][a-z0-9+.\-]*://[^\s:/@]*:)([^\s@/]+)@
 # PostgreSQL echoes the failing statement (psycopg2 interpolates parameters) and key values.
 PG_STATEMENT_ECHO_PATTERN = re.compile(r"(LINE \d+: |DETAIL:\s+Key \([^)\n]*\)=\()[^\n]*")
 _PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+# Every pattern above needs one of these in the text it masks: a digit (phone, citizen ID, statement
+# echo), "@" (e-mail, URL password), ":" or "=" (secrets, Authorization), "%" (something encoded) or a
+# bearer/basic scheme. Text without any of them, that NFKC leaves as it is, has nothing to mask.
+_MAY_HOLD = re.compile(r"[\d@:=%]|bearer|basic", re.IGNORECASE)
+# Fields the logging set-up writes itself (time, level, logger, the worker's service, call id and
+# entrypoint): never personal data, never searched.
+OWN_FIELDS = frozenset({"timestamp", "level", "logger", "service", "call_id", "entrypoint"})
 
 MASK = "***"
 
@@ -66,6 +73,8 @@ def _email(match):
 
 def mask_text(text):
     """Return ``text`` with e-mails, phone numbers, citizen IDs, URL passwords and secrets masked."""
+    if not _MAY_HOLD.search(text) and (text.isascii() or unicodedata.is_normalized("NFKC", text)):
+        return text
     text = PG_STATEMENT_ECHO_PATTERN.sub(lambda m: m.group(1) + "[hidden]", text)
     text = URL_PASSWORD_PATTERN.sub(_url_password, text)  # before decoding: a password may hold %40 (@)
     text = _normalise(text)
@@ -93,5 +102,5 @@ def mask_value(value, key=None):
 
 
 def mask_event(logger, method_name, event_dict):
-    """structlog processor masking every field of an event."""
-    return {key: mask_value(value, key) for key, value in event_dict.items()}
+    """structlog processor masking every field of an event but the logging set-up's own."""
+    return {key: value if key in OWN_FIELDS else mask_value(value, key) for key, value in event_dict.items()}

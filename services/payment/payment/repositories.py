@@ -15,6 +15,31 @@ PAYMENT_FIELDS = ("status", "pay_url", "gateway_txn_no", "paid_at", "updated_at"
 CHARGE_FIELDS = ("amount", "status", "paid_txn_ref", "procedure_name", "agency_code", "source_event_id", "updated_at")
 
 
+def dialect_name(connection):
+    """``postgresql`` or ``sqlite``, for a Session or a Connection."""
+    bind = connection.get_bind() if hasattr(connection, "get_bind") else connection
+    return bind.dialect.name
+
+
+# The IPN's statements, built once (building a Core statement costs more CPU than running it):
+# the payment and its charge locked in one row (``SqlPayments.get_for_update``), with or without a
+# gateway condition; one changed payment and its one new history entry (``SqlPayments.save``).
+CHARGE_COLUMNS = [column.label(f"charge_{column.name}") for column in charges.c]
+_PAYMENT_AND_CHARGE = sa.select(payments, *CHARGE_COLUMNS) \
+    .join_from(payments, charges, charges.c.dossier_code == payments.c.dossier_code) \
+    .where(payments.c.txn_ref == sa.bindparam("txn_ref"))
+PAYMENT_AND_CHARGE_FOR_UPDATE = {
+    False: _PAYMENT_AND_CHARGE.with_for_update(of=[payments, charges]),
+    True: _PAYMENT_AND_CHARGE.where(payments.c.gateway == sa.bindparam("gateway"))
+    .with_for_update(of=[payments, charges]),
+}
+HISTORY_FIELDS = ("payment_id", "txn_ref", "old_status", "new_status", "source", "at", "evidence")
+SAVE_ONE_PAYMENT = payment_history.insert().values(
+    **{name: sa.bindparam(f"h_{name}") for name in HISTORY_FIELDS}
+).add_cte(payments.update().where(payments.c.id == sa.bindparam("p_id")).values(
+    **{name: sa.bindparam(f"p_{name}") for name in PAYMENT_FIELDS}).cte("changed_payment"))
+
+
 def payment_from_row(row):
     values = row._mapping if hasattr(row, "_mapping") else row
     return Payment(
@@ -93,10 +118,20 @@ class SqlPayments:
         """The payment with its row locked (and its charge's, after it), or None.
 
         ``skip_locked``: None also when another transaction holds the row.
+        On PostgreSQL the payment and its charge come in one statement (``FOR UPDATE OF payments,
+        charges`` locks them in that order); a payment without a charge row takes a second one.
         """
         statement = sa.select(payments).where(payments.c.txn_ref == txn_ref)
         if gateway is not None:
             statement = statement.where(payments.c.gateway == gateway)
+        if with_charge and not skip_locked and dialect_name(self._connection) == "postgresql":
+            row = self._connection.execute(PAYMENT_AND_CHARGE_FOR_UPDATE[gateway is not None],
+                                           {"txn_ref": txn_ref, "gateway": gateway}).mappings().first()
+            if row is not None:
+                payment = payment_from_row(row)
+                payment.charge = self._charges.track(charge_from_row(
+                    {column.name: row[f"charge_{column.name}"] for column in charges.c}))
+                return self._track(payment)
         row = self._connection.execute(statement.with_for_update(skip_locked=skip_locked)).mappings().first()
         if row is None:
             return None
@@ -163,8 +198,20 @@ class SqlPayments:
         ).rowcount == 1
 
     def save(self, payments_to_save):
-        """Write the changed payments and their new history entries (a few statements for many payments)."""
+        """Write the changed payments and their new history entries (a few statements for many payments).
+
+        One changed payment with one new history entry (an IPN, a refund answer) on PostgreSQL is one
+        statement, built once: its UPDATE in a WITH clause of the history INSERT (a single-row VALUES:
+        SQLAlchemy caches the compiled form of that, never of a multi-row one).
+        """
         changed = [payment for payment in payments_to_save if payment.changed and payment.id is not None]
+        entries = [history_values(payment, entry) for payment in payments_to_save for entry in payment.history]
+        if len(changed) == 1 and len(entries) == 1 and entries[0]["payment_id"] == changed[0].id \
+                and dialect_name(self._connection) == "postgresql":
+            self._connection.execute(SAVE_ONE_PAYMENT, {
+                "p_id": changed[0].id, **{f"p_{name}": value for name, value in payment_values(changed[0]).items()},
+                **{f"h_{name}": value for name, value in entries[0].items()}})
+            changed = entries = []
         if changed:
             self._connection.execute(
                 payments.update().where(payments.c.id == sa.bindparam("b_id")).values(
@@ -172,7 +219,6 @@ class SqlPayments:
                 [{"b_id": payment.id, **{f"b_{k}": v for k, v in payment_values(payment).items()}}
                  for payment in changed],
             )
-        entries = [history_values(payment, entry) for payment in payments_to_save for entry in payment.history]
         if entries:
             self._connection.execute(payment_history.insert(), entries)
         for payment in payments_to_save:
@@ -191,25 +237,22 @@ class SqlCharges:
         self._connection = connection
         self.seen = []
 
-    def _dialect(self):
-        bind = self._connection.get_bind() if hasattr(self._connection, "get_bind") else self._connection
-        return bind.dialect.name
+    def track(self, charge):
+        """``charge`` is saved with the unit of work (a charge another repository loaded)."""
+        self.seen.append(charge)
+        return charge
 
     def get_for_update(self, dossier_code):
         row = self._connection.execute(
             sa.select(charges).where(charges.c.dossier_code == dossier_code).with_for_update()
         ).mappings().first()
-        if row is None:
-            return None
-        charge = charge_from_row(row)
-        self.seen.append(charge)
-        return charge
+        return self.track(charge_from_row(row)) if row is not None else None
 
     def get_many_for_update(self, dossier_codes):
         """``{dossier_code: Charge}`` for these dossiers, locked in code order."""
         statement = sa.select(charges).where(charges.c.dossier_code.in_(sorted(dossier_codes))) \
             .order_by(charges.c.dossier_code)
-        if self._dialect() == "postgresql":
+        if dialect_name(self._connection) == "postgresql":
             statement = statement.with_for_update()
         found = {row["dossier_code"]: charge_from_row(row) for row in self._connection.execute(statement).mappings()}
         self.seen.extend(found.values())
@@ -217,10 +260,13 @@ class SqlCharges:
 
     def add_if_missing(self, charge):
         """Insert ``charge`` unless the dossier has one already; then lock and return the stored one."""
-        insert = postgresql.insert if self._dialect() == "postgresql" else sqlite.insert
+        insert = postgresql.insert if dialect_name(self._connection) == "postgresql" else sqlite.insert
         values = {name: getattr(charge, name) for name in CHARGE_FIELDS}
         values.update(status=charge.status.value, dossier_code=charge.dossier_code, created_at=charge.created_at)
-        self._connection.execute(insert(charges).values(**values).on_conflict_do_nothing())
+        inserted = self._connection.execute(
+            insert(charges).values(**values).on_conflict_do_nothing().returning(*charges.c)).mappings().first()
+        if inserted is not None:  # ours, so locked by this transaction already
+            return self.track(charge_from_row(inserted))
         return self.get_for_update(charge.dossier_code)
 
     def save(self, charges_to_save):

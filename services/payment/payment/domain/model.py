@@ -181,6 +181,9 @@ class Charge:
         """The dossier asks for the fee (again): due with this amount, unless already paid."""
         if self.status is ChargeStatus.paid:
             return
+        if (self.amount, self.status, self.source_event_id, self.procedure_name, self.agency_code) == \
+                (amount, ChargeStatus.due, event_id, procedure_name, agency_code):
+            return  # just created from this very announcement: nothing to write
         self.amount, self.status, self.source_event_id = amount, ChargeStatus.due, event_id
         self.procedure_name, self.agency_code = procedure_name, agency_code
         self._touch(now)
