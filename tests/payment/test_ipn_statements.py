@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 import structlog
 
-from portal_shared.db import Database
+from portal_shared.extensions.database import Database
 from tests.helpers import rpc_proxy
 from tests.payment.conftest import vnpay_ipn
 
