@@ -10,6 +10,7 @@ retry can take effect.
 from sqlalchemy.dialects import postgresql, sqlite
 
 from portal_shared.schema import inbox_table
+from portal_shared.sqltypes import on_postgresql
 from portal_shared.timeutil import utcnow
 
 
@@ -23,7 +24,7 @@ _CLAIMS = {
 def claim_event(session, consumer, event_id):
     """Return True if this consumer has not yet processed ``event_id``."""
     values = {"consumer": consumer, "event_id": str(event_id), "received_at": utcnow()}
-    statement = _CLAIMS["postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"]
+    statement = _CLAIMS["postgresql" if on_postgresql(session) else "sqlite"]
     return session.execute(statement, values).first() is not None
 
 

@@ -11,6 +11,7 @@ import uuid
 import sqlalchemy as sa
 
 from portal_shared.schema import outbox_table
+from portal_shared.sqltypes import on_postgresql
 from portal_shared.timeutil import isoformat, utcnow
 
 PENDING_FLAG = "outbox_pending"  # in ``session.info``: the transaction recorded events
@@ -47,7 +48,7 @@ def record_events(session, rows):
     if not rows:
         return
     now = utcnow()
-    dialect = "postgresql" if session.get_bind().dialect.name == "postgresql" else "other"
+    dialect = "postgresql" if on_postgresql(session) else "other"
     session.execute(INSERT_OUTBOX[dialect], [{**row, "created_at": now, "attempts": 0} for row in rows])
     session.info[PENDING_FLAG] = True
 

@@ -1,7 +1,20 @@
-"""Column types shared by the services."""
+"""Column types shared by the services, and which of the two databases a statement runs on."""
 from datetime import timezone
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+
+def on_postgresql(bind):
+    """True on PostgreSQL (production), False on SQLite (``make run``'s default); ``bind`` is a
+    Session, a Connection or an Engine."""
+    bind = bind.get_bind() if hasattr(bind, "get_bind") else bind
+    return bind.dialect.name == "postgresql"
+
+
+def dialect_insert(bind, table):
+    """The INSERT of ``bind``'s database, with its ``on_conflict_*`` clauses."""
+    return (postgresql.insert if on_postgresql(bind) else sqlite.insert)(table)
 
 
 class UtcDateTime(sa.types.TypeDecorator):

@@ -6,10 +6,10 @@ submission is one insert per table, an action on a dossier is its locked row,
 its history, one update and one insert of the new history entries.
 """
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from dossier.domain.model import OPEN, PAUSED, Applicant, Dossier, HistoryEntry, Procedure, Status
 from dossier.orm import DossierRow, HistoryRow
+from portal_shared.sqltypes import dialect_insert
 
 dossiers = DossierRow.__table__
 history = HistoryRow.__table__
@@ -75,14 +75,10 @@ class SqlDossiers:
     def seen(self):
         return [tracked.dossier for tracked in self._tracked]
 
-    def _dialect(self):
-        return self._session.get_bind().dialect.name
-
     def add(self, dossier):
         """Store a new dossier; False (nothing stored) when its code is taken already."""
-        insert = postgresql.insert if self._dialect() == "postgresql" else sqlite.insert
         row_id = self._session.execute(
-            insert(dossiers).values(**submission_values(dossier))
+            dialect_insert(self._session, dossiers).values(**submission_values(dossier))
             .on_conflict_do_nothing(index_elements=[dossiers.c.code]).returning(dossiers.c.id)
         ).scalar()
         if row_id is None:

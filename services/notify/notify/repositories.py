@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from notify.domain.model import LOST_ON_LAST_ATTEMPT, RECEIPT_APPLIES_TO, Contact, Message, Notification, Status
 from notify.orm import DossierContactRow, NotificationRow
+from portal_shared.sqltypes import on_postgresql
 
 notifications = NotificationRow.__table__
 contacts = DossierContactRow.__table__
@@ -101,10 +102,6 @@ def _upsert_contact(insert):
 UPSERT_CONTACT = {True: _upsert_contact(postgresql.insert), False: _upsert_contact(sqlite.insert)}
 
 
-def _dialect(session):
-    return session.get_bind().dialect.name
-
-
 def notification_from_row(row):
     return Notification(**{name: row[name] for name in NOTIFICATION_FIELDS})
 
@@ -146,7 +143,7 @@ class SqlNotifications:
                 sa.and_(notifications.c.status == Status.SENDING, notifications.c.lease_until < now),
             )).order_by(notifications.c.next_attempt_at).limit(limit)
         )
-        if _dialect(self._session) == "postgresql":
+        if on_postgresql(self._session):
             statement = statement.with_for_update(skip_locked=True)
         return self._load(statement)
 
@@ -176,7 +173,7 @@ class SqlNotifications:
         was queued for, or (a takeover) when the row is ``sending`` past that
         count and its lease ran out or the broker redelivered the message.
         """
-        if _dialect(self._session) == "postgresql":
+        if on_postgresql(self._session):
             rows = self._session.execute(CLAIM_PG, {
                 "ids": [d.notification_id for d in deliveries], "attempts": [d.attempts for d in deliveries],
                 "redelivered": [d.redelivered for d in deliveries], "now": now, "lease_until": lease_until,
@@ -209,7 +206,7 @@ class SqlNotifications:
     def record_attempts(self, results, now):
         """``[(notification_id, attempts, AttemptResult)]`` in one statement; a row changes only while it is
         still ``sending`` at that attempt (a receipt, an operator or a takeover keep theirs)."""
-        if _dialect(self._session) == "postgresql":
+        if on_postgresql(self._session):
             self._session.execute(RECORD_PG, {
                 "ids": [i for i, _, _ in results], "attempts": [a for _, a, _ in results],
                 "statuses": [r.status for _, _, r in results], "errors": [r.error for _, _, r in results],
@@ -238,7 +235,7 @@ class SqlNotifications:
         """One UPDATE ... RETURNING: the SMS ``provider`` sent as ``provider_reference`` (and, when given,
         whose id is ``notification_id``), still in flight, takes the receipt's final ``status``.
         Returns ``(id, status)``, or None when no such message is in flight."""
-        row = self._session.execute(APPLY_RECEIPT[_dialect(self._session) == "postgresql"], {
+        row = self._session.execute(APPLY_RECEIPT[on_postgresql(self._session)], {
             "r_provider": provider, "r_reference": provider_reference, "r_id": notification_id or None,
             "r_status": status, "r_now": now,
         }).first()
@@ -262,7 +259,7 @@ class SqlContacts:
 
     def save(self, contact, now):
         """Upsert (one statement; concurrent events for one dossier do not collide)."""
-        self._session.execute(UPSERT_CONTACT[_dialect(self._session) == "postgresql"], {
+        self._session.execute(UPSERT_CONTACT[on_postgresql(self._session)], {
             "dossier_code": contact.dossier_code, "procedure_name": contact.procedure_name,
             "full_name": contact.full_name, "phone": contact.phone, "email": contact.email, "updated_at": now})
 

@@ -5,20 +5,14 @@ reconciliation's fix step see them through a unit of work.
 Locks are taken in one order: payment rows first, then the dossier's charge row.
 """
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from payment.domain.model import Charge, ChargeStatus, Payment, Source, Status
 from payment.orm import charges, payment_history, payments
+from portal_shared.sqltypes import dialect_insert, on_postgresql
 
 PAYMENT_FIELDS = ("status", "pay_url", "gateway_txn_no", "paid_at", "updated_at", "refund_reason", "refund_error",
                   "refund_attempts", "refunded_at")
 CHARGE_FIELDS = ("amount", "status", "paid_txn_ref", "procedure_name", "agency_code", "source_event_id", "updated_at")
-
-
-def dialect_name(connection):
-    """``postgresql`` or ``sqlite``, for a Session or a Connection."""
-    bind = connection.get_bind() if hasattr(connection, "get_bind") else connection
-    return bind.dialect.name
 
 
 # The IPN's statements, built once (building a Core statement costs more CPU than running it):
@@ -124,7 +118,7 @@ class SqlPayments:
         statement = sa.select(payments).where(payments.c.txn_ref == txn_ref)
         if gateway is not None:
             statement = statement.where(payments.c.gateway == gateway)
-        if with_charge and not skip_locked and dialect_name(self._connection) == "postgresql":
+        if with_charge and not skip_locked and on_postgresql(self._connection):
             row = self._connection.execute(PAYMENT_AND_CHARGE_FOR_UPDATE[gateway is not None],
                                            {"txn_ref": txn_ref, "gateway": gateway}).mappings().first()
             if row is not None:
@@ -207,7 +201,7 @@ class SqlPayments:
         changed = [payment for payment in payments_to_save if payment.changed and payment.id is not None]
         entries = [history_values(payment, entry) for payment in payments_to_save for entry in payment.history]
         if len(changed) == 1 and len(entries) == 1 and entries[0]["payment_id"] == changed[0].id \
-                and dialect_name(self._connection) == "postgresql":
+                and on_postgresql(self._connection):
             self._connection.execute(SAVE_ONE_PAYMENT, {
                 "p_id": changed[0].id, **{f"p_{name}": value for name, value in payment_values(changed[0]).items()},
                 **{f"h_{name}": value for name, value in entries[0].items()}})
@@ -252,7 +246,7 @@ class SqlCharges:
         """``{dossier_code: Charge}`` for these dossiers, locked in code order."""
         statement = sa.select(charges).where(charges.c.dossier_code.in_(sorted(dossier_codes))) \
             .order_by(charges.c.dossier_code)
-        if dialect_name(self._connection) == "postgresql":
+        if on_postgresql(self._connection):
             statement = statement.with_for_update()
         found = {row["dossier_code"]: charge_from_row(row) for row in self._connection.execute(statement).mappings()}
         self.seen.extend(found.values())
@@ -260,11 +254,10 @@ class SqlCharges:
 
     def add_if_missing(self, charge):
         """Insert ``charge`` unless the dossier has one already; then lock and return the stored one."""
-        insert = postgresql.insert if dialect_name(self._connection) == "postgresql" else sqlite.insert
         values = {name: getattr(charge, name) for name in CHARGE_FIELDS}
         values.update(status=charge.status.value, dossier_code=charge.dossier_code, created_at=charge.created_at)
         inserted = self._connection.execute(
-            insert(charges).values(**values).on_conflict_do_nothing().returning(*charges.c)).mappings().first()
+            dialect_insert(self._connection, charges).values(**values).on_conflict_do_nothing().returning(*charges.c)).mappings().first()
         if inserted is not None:  # ours, so locked by this transaction already
             return self.track(charge_from_row(inserted))
         return self.get_for_update(charge.dossier_code)

@@ -5,11 +5,11 @@ cases see them as ``uow.records``, ``uow.fees`` and ``uow.jobs``. An event is
 one statement here (``SqlRecords.mark_changed``, ``SqlFees.record``: upserts, no read).
 """
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from portal_sync.domain.records import PaidFee
 from portal_sync.domain.sync import BackfillJob, SyncRecord
 from portal_sync.orm import SyncDossier, SyncFee, SyncJob
+from portal_shared.sqltypes import dialect_insert
 
 records = SyncDossier.__table__
 fees = SyncFee.__table__
@@ -19,12 +19,6 @@ RECORD_FIELDS = ("snapshot", "snapshot_stale", "known_at_portal", "steps_sent", 
                  "pending_since", "next_attempt_at", "attempts", "last_error", "parked_at", "parked_answer",
                  "synced_at")
 JOB_FIELDS = ("cursor", "total", "finished_at", "updated_at")
-
-
-def _insert(session, table):
-    """The dialect's INSERT with ``on_conflict_*`` (PostgreSQL in production, SQLite by ``make run``'s default)."""
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
 def record_from_row(values):
@@ -78,7 +72,7 @@ class SqlRecords(_Tracking):
     def mark_changed(self, dossier_code, now, refetch=True):
         """``SyncRecord.mark_changed`` (or ``first_seen`` for a new dossier), as one upsert."""
         first = SyncRecord.first_seen(dossier_code, now)
-        insert = _insert(self._session, records).values(dossier_code=dossier_code, **record_values(first))
+        insert = dialect_insert(self._session, records).values(dossier_code=dossier_code, **record_values(first))
         changes = {
             "pending": sa.true(),
             "pending_since": sa.case((records.c.pending, records.c.pending_since),
@@ -92,7 +86,7 @@ class SqlRecords(_Tracking):
         """Store the records whose dossier is not tracked yet (the others are left alone); how many were new."""
         if not new_records:
             return 0
-        insert = _insert(self._session, records).values(
+        insert = dialect_insert(self._session, records).values(
             [{"dossier_code": record.dossier_code, **record_values(record)} for record in new_records])
         return self._session.execute(insert.on_conflict_do_nothing(index_elements=["dossier_code"])).rowcount or 0
 
@@ -157,7 +151,7 @@ class SqlFees:
 
     def record(self, dossier_code, fee, refunded=False):
         """A fee paid (``refunded``: refunded since), as one upsert on its ``txn_ref``."""
-        insert = _insert(self._session, fees).values(
+        insert = dialect_insert(self._session, fees).values(
             txn_ref=fee.txn_ref, dossier_code=dossier_code, amount=int(fee.amount), gateway=fee.gateway or "",
             paid_at=fee.paid_at, refunded=refunded)
         update = {"refunded": sa.true()} if refunded else {"txn_ref": insert.excluded.txn_ref}
