@@ -51,8 +51,3 @@ def record_events(session, rows):
     dialect = "postgresql" if on_postgresql(session) else "other"
     session.execute(INSERT_OUTBOX[dialect], [{**row, "created_at": now, "attempts": 0} for row in rows])
     session.info[PENDING_FLAG] = True
-
-
-def record_event(session, event_type, payload, aggregate_key=None, call_id_stack=None):
-    """Write one event into the outbox inside the caller's transaction."""
-    record_events(session, [outbox_row(event_type, payload, aggregate_key, call_id_stack)])

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from kombu import Connection, Exchange, Queue
 from sqlalchemy.orm import Session
 
-from portal_shared.outbox import new_event, record_event
+from portal_shared.outbox import new_event, outbox_row, record_events
 from portal_shared.relay import OutboxRelay
 from portal_shared.schema import outbox_table
 from portal_shared.timeutil import utcnow
@@ -21,7 +21,7 @@ def test_relay_publishes_in_order_like_nameko_and_prunes_old_rows(rabbit_config,
         queue(connection.default_channel).declare()
     with Session(database.engine) as session, session.begin():
         for number in range(5):
-            record_event(session, "dossier_status_changed", new_event(n=number), aggregate_key="D-1")
+            record_events(session, [outbox_row("dossier_status_changed", new_event(n=number), aggregate_key="D-1")])
 
     relay = OutboxRelay(database.engine, rabbit_config["AMQP_URI"], "dossier", retention_hours=1)
     assert relay.flush() == 5

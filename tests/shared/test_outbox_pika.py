@@ -11,7 +11,7 @@ from nameko.amqp.publish import Publisher
 from nameko.standalone.events import get_event_exchange
 from sqlalchemy.orm import Session
 
-from portal_shared.outbox import new_event, record_event
+from portal_shared.outbox import new_event, outbox_row, record_events
 from portal_shared.relay import OutboxRelay
 from portal_shared.schema import define_messaging_tables, outbox_table
 from tests.helpers import wait_for
@@ -55,8 +55,8 @@ def drain(channel, queue):
 def record(engine, count, aggregate_key="D-1", start=0, call_id_stack=None):
     with Session(engine) as session, session.begin():
         for number in range(start, start + count):
-            record_event(session, EVENT, new_event(n=number, name="Nguyễn Văn An"), aggregate_key=aggregate_key,
-                         call_id_stack=call_id_stack)
+            record_events(session, [outbox_row(EVENT, new_event(n=number, name="Nguyễn Văn An"),
+                                               aggregate_key=aggregate_key, call_id_stack=call_id_stack)])
 
 
 def published_flags(engine):
@@ -197,9 +197,9 @@ def test_a_commit_in_another_process_wakes_the_relay_through_notify(rabbit_confi
         eventlet.sleep(1.5)  # listening; the first sweep is a minute away
         other_process = sa.create_engine(database.engine.url)  # its own connections, no relay to wake
         with Session(other_process) as session, session.begin():
-            record_event(session, EVENT, new_event(n=1), aggregate_key="D-9")
+            record_events(session, [outbox_row(EVENT, new_event(n=1), aggregate_key="D-9")])
         with Session(other_process) as session, session.begin():
-            record_event(session, EVENT, new_event(n=2), aggregate_key="D-9")
+            record_events(session, [outbox_row(EVENT, new_event(n=2), aggregate_key="D-9")])
             session.rollback()  # rolled back: no row, no wake-up needed
         other_process.dispose()
         messages = wait_for(lambda: drain(broker, queue), timeout=10, message="the event, woken by NOTIFY")
