@@ -21,6 +21,14 @@ if [ -z "${AUTH_JWT_SECRET:-}" ]; then
     echo "make run: DEV MODE. AUTH_JWT_SECRET is a dev key from var/dev-auth-secret;" \
          "make tokens with: .venv/bin/portal-token --dev --sub <who> --role <role> ..." >&2
 fi
+if [ -z "${PAYMENT_EVENT_KEY:-}" ]; then
+    # payment signs its events for dossier: a random dev key kept in var/, like the token key
+    if [ ! -s var/dev-payment-event-key ]; then
+        (umask 077 && "$BIN/python" -c 'import secrets; print(secrets.token_hex(32))' > var/dev-payment-event-key)
+    fi
+    PAYMENT_EVENT_KEY="$(cat var/dev-payment-event-key)"
+    export PAYMENT_EVENT_KEY
+fi
 if ! reason="$("$BIN/python" -m sandbox.guard)"; then
     # real credentials are set: the sandbox (which signs "paid" IPNs for anything) must not run beside them
     echo "make run: not starting the sandbox: $reason" >&2

@@ -30,16 +30,20 @@ INSERT_OUTBOX = {"postgresql": outbox_table.insert().returning(sa.func.pg_notify
                  "other": outbox_table.insert()}
 
 
-def outbox_row(event_type, payload, aggregate_key=None, call_id_stack=None):
-    """The outbox row of one event (written by ``record_events``)."""
+def outbox_row(event_type, payload, aggregate_key=None, call_id_stack=None, headers=None):
+    """The outbox row of one event (written by ``record_events``); ``headers`` are extra AMQP headers
+    (an event's signature, ``portal_shared.event_signing``)."""
     if "event_id" not in payload:
         raise ValueError("event payload needs an event_id (use new_event)")
+    headers = dict(headers or {})
+    if call_id_stack:
+        headers["nameko.call_id_stack"] = list(call_id_stack)
     return {
         "event_id": payload["event_id"],
         "event_type": event_type,
         "aggregate_key": aggregate_key,
         "payload": payload,
-        "headers": {"nameko.call_id_stack": list(call_id_stack)} if call_id_stack else None,
+        "headers": headers or None,
     }
 
 

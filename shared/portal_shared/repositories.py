@@ -17,8 +17,8 @@ class SqlOutbox:
         self._call_id_stack = call_id_stack
         self._pending = []
 
-    def add(self, event_type, payload, aggregate_key=None):
-        self._pending.append(outbox_row(event_type, payload, aggregate_key, self._call_id_stack))
+    def add(self, event_type, payload, aggregate_key=None, headers=None):
+        self._pending.append(outbox_row(event_type, payload, aggregate_key, self._call_id_stack, headers))
 
     def flush(self):
         rows, self._pending = self._pending, []

@@ -1,15 +1,18 @@
-"""Events are checked, not trusted: dossier applies a payment_succeeded only when payment confirms it."""
+"""Events are checked, not trusted: dossier applies a payment_succeeded only when it carries payment's
+signature or payment confirms it."""
 import json
 import uuid
 
 import eventlet
 import pytest
 import sqlalchemy as sa
-from kombu import Connection
+from kombu import Connection, Exchange
 from nameko.standalone.events import event_dispatcher
 
 from dossier.service import DossierService
+from payment.messagebus import EVENT_KEY
 from portal_shared.deadletters import ERROR_HEADER
+from portal_shared.event_signing import HEADER, load_key, signed_headers, verify
 from portal_shared.schema import outbox_table
 from tests.helpers import free_port, make_collector, rpc_proxy, wait_for
 from tests.payment.conftest import vnpay_ipn
@@ -113,3 +116,75 @@ def test_a_wrong_amount_or_dossier_is_parked_and_a_real_event_redelivered_applie
         claimed = connection.execute(sa.text("SELECT count(*) FROM inbox_messages")).scalar_one()
     assert claimed == 1
     assert len(parked(rabbit_config)) == 3
+
+
+def publish_payment_event(rabbit_config, payload, headers):
+    """A ``payment_succeeded`` as payment's relay sends it: to ``payment.events``, with ``headers``."""
+    with Connection(rabbit_config["AMQP_URI"]) as connection:
+        producer = connection.Producer(serializer="json")
+        producer.publish(payload, exchange=Exchange("payment.events", type="topic", durable=True),
+                         routing_key="payment_succeeded", headers=headers, delivery_mode=2, retry=True)
+
+
+@pytest.fixture
+def dossier_alone(container_factory, rabbit_config, fresh_database):
+    """The dossier service with no payment service anywhere: an event it applies was not confirmed by RPC."""
+    database = fresh_database("dossier")
+    database.truncate()
+    config = {**rabbit_config, "DATABASE_URL": database.url, "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}",
+              "OUTBOX_SWEEP_SECONDS": 0.5, "EVENT_RETRY_BACKOFF_SECONDS": 0.05}
+    container_factory(DossierService, config).start()
+
+    def awaiting_payment():
+        with rpc_proxy(config) as rpc:
+            code = rpc.dossier.submit_dossier("LLTP-01", APPLICANT)["code"]
+            assert rpc.dossier.act_on_dossier(code, "accept", "can-bo")["status"] == "payment_requested"
+            return code
+
+    def dossier(code):
+        with rpc_proxy(config) as rpc:
+            return rpc.dossier.get_dossier(code)
+
+    return awaiting_payment, dossier
+
+
+def test_a_signed_payment_event_is_applied_without_asking_payment(dossier_alone, rabbit_config):
+    awaiting_payment, dossier = dossier_alone
+    code = awaiting_payment()
+    event = forged(code, "P-SIGNED-BY-PAYMENT")
+    key = load_key(EVENT_KEY)
+    assert key, "the root conftest sets PAYMENT_EVENT_KEY"
+    publish_payment_event(rabbit_config, event, signed_headers(key, "payment_succeeded", event))
+    wait_for(lambda: dossier(code)["status"] == "processing", timeout=10, message="processing with no payment service")
+    assert dossier(code)["fee_paid"] is True
+    assert parked(rabbit_config) == []
+
+
+def test_a_wrongly_signed_payment_event_is_confirmed_by_rpc_and_parked(dossier_alone, rabbit_config,
+                                                                      payment_container):
+    awaiting_payment, dossier = dossier_alone
+    code = awaiting_payment()
+    event = forged(code, "P-NO-SUCH-REF")
+    key = load_key(EVENT_KEY)
+    other_key = signed_headers(b"another key of at least 32 bytes!", "payment_succeeded", event)
+    tampered = signed_headers(key, "payment_succeeded", {**event, "amount": 1000})  # signed for another amount
+    publish_payment_event(rabbit_config, event, other_key)
+    publish_payment_event(rabbit_config, event | {"event_id": str(uuid.uuid4())}, tampered)
+    found = wait_for(lambda: len(parked(rabbit_config)) == 2 and parked(rabbit_config), timeout=20,
+                     message="two parked events")
+    assert all("unknown to the payment service" in reason for _, reason in found)
+    assert dossier(code)["status"] == "payment_requested" and dossier(code)["fee_paid"] is False
+
+
+def test_payment_signs_the_events_it_records(both, payment_config, payment_database, fake_vnpay):
+    awaiting_payment, dossier, _ = both
+    code = awaiting_payment()
+    with rpc_proxy(payment_config, role="officer") as rpc:
+        payment = rpc.payment.start_payment(code, "vnpay", RETURN_URL, "203.0.113.7")
+    fake_vnpay.visit(payment["pay_url"])
+    assert vnpay_ipn(payment_config, fake_vnpay.pay(payment["txn_ref"]))["RspCode"] == "00"
+    with payment_database.engine.connect() as connection:
+        [(payload, headers)] = connection.execute(sa.select(outbox_table.c.payload, outbox_table.c.headers).where(
+            outbox_table.c.event_type == "payment_succeeded")).all()
+    assert verify(load_key(EVENT_KEY), "payment_succeeded", payload, headers[HEADER])
+    wait_for(lambda: dossier(code)["status"] == "processing", timeout=20, message="processing")

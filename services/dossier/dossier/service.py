@@ -21,7 +21,7 @@ from dossier.use_cases import DossierNotFound, UnknownProcedure
 from portal_shared.errors import Forbidden, Unauthorized, ValidationError, load
 from portal_shared.extensions.auth import CallerIdentity, ServiceRpcProxy
 from portal_shared.extensions.database import Database
-from portal_shared.extensions.events import ParkEvent, reliable_event_handler
+from portal_shared.extensions.events import EventSignatures, ParkEvent, reliable_event_handler
 from portal_shared.extensions.health import HealthEndpoints, Monitoring
 from portal_shared.extensions.logs import WorkerLogContext
 from portal_shared.extensions.rpc import rpc
@@ -39,7 +39,8 @@ class DossierService(HealthEndpoints):
     monitoring = Monitoring()
     catalogue = ProcedureCatalogue()
     caller = CallerIdentity()
-    payment_rpc = ServiceRpcProxy("payment")  # confirms payment events, with dossier's own service token
+    payment_rpc = ServiceRpcProxy("payment")  # confirms unsigned payment events, with dossier's own service token
+    payment_signatures = EventSignatures("PAYMENT_EVENT_KEY")  # signed payment events need no confirming call
 
     @rpc(expected_exceptions=EXPECTED)
     def submit_dossier(self, procedure_code, applicant, form_data=None):
@@ -87,11 +88,17 @@ class DossierService(HealthEndpoints):
 
     @reliable_event_handler("payment", "payment_succeeded")
     def on_payment_succeeded(self, payload):
+        signed = self.payment_signatures.verified("payment_succeeded", payload)
         event = load(PaymentSucceededSchema(), payload)
-        self._confirm_payment(event)
+        if not signed:
+            if self.payment_signatures.present:
+                self.log.warning("payment_event_signature_invalid", txn_ref=event.get("txn_ref"),
+                                 dossier_code=event["dossier_code"], reason="confirming with payment instead")
+            self._confirm_payment(event)
         dossier = self._bus().handle(RecordPayment(INBOX_CONSUMER, event["event_id"], event["dossier_code"]))
         self.log.info("payment_recorded", dossier_code=event["dossier_code"], duplicate=dossier is None,
-                      status=dossier.status.value if dossier else None)
+                      status=dossier.status.value if dossier else None,
+                      confirmed_by="signature" if signed else "rpc")
 
     def _uow(self):
         return SqlUnitOfWork(self.db, self.log.call_id_stack)
@@ -100,9 +107,10 @@ class DossierService(HealthEndpoints):
         return MessageBus(self._uow(), catalogue=self.catalogue)
 
     def _confirm_payment(self, event):
-        """A payment_succeeded is applied only when the payment service confirms it: the payment exists,
-        succeeded (possibly refunded since), for this dossier and this amount. Anything else is parked
-        in the dead-letter queue with the reason; an unreachable payment service is retried."""
+        """An unsigned (or wrongly signed) payment_succeeded is applied only when the payment service
+        confirms it: the payment exists, succeeded (possibly refunded since), for this dossier and this
+        amount. Anything else is parked in the dead-letter queue with the reason; an unreachable payment
+        service is retried."""
         txn_ref = event.get("txn_ref")
         if not txn_ref:
             raise ParkEvent("payment_succeeded without txn_ref: cannot be confirmed")

@@ -10,6 +10,7 @@ gateway call, never under a lock). The dispatching is
 from payment import commands, use_cases
 from payment.domain.events import PaymentFailed, PaymentRefunded, PaymentSucceeded, RefundRequired
 from portal_shared import unit_of_work
+from portal_shared.event_signing import environ_key, signed_headers
 from portal_shared.logs import get_logger
 from portal_shared.outbox import new_event
 from portal_shared.timeutil import isoformat
@@ -38,8 +39,13 @@ def contract_payload(event):
     return new_event(**fields)
 
 
+EVENT_KEY = "PAYMENT_EVENT_KEY"  # shared with dossier only: signed events need no confirming RPC
+
+
 def record_in_outbox(event, uow):
-    uow.outbox.add(EVENT_TYPES[type(event)], contract_payload(event), aggregate_key=event.dossier_code)
+    event_type, payload = EVENT_TYPES[type(event)], contract_payload(event)
+    uow.outbox.add(event_type, payload, aggregate_key=event.dossier_code,
+                   headers=signed_headers(environ_key(EVENT_KEY), event_type, payload))
 
 
 def request_refund(event, bus):

@@ -18,7 +18,9 @@ import traceback
 from kombu import Connection, Exchange, Queue
 from nameko.amqp.publish import get_producer
 from nameko.events import EventHandler
+from nameko.extensions import DependencyProvider
 
+from portal_shared import event_signing
 from portal_shared.deadletters import ATTEMPTS_HEADER, ERROR_HEADER, ORIGIN_HEADER
 from portal_shared.logs import get_logger
 
@@ -128,3 +130,37 @@ class ReliableEventHandler(EventHandler):
 
 
 reliable_event_handler = ReliableEventHandler.decorator
+
+
+class EventSignatures(DependencyProvider):
+    """Whether a worker's event carries its publisher's signature (``portal_shared.event_signing``).
+
+    ``self.signatures.verified(event_type, payload)`` is True only when the key in ``variable`` is set
+    and the message's ``nameko.event_signature`` header signs exactly this event; ``present`` tells a
+    missing signature from a wrong one. A key too short stops start-up.
+    """
+
+    def __init__(self, variable):
+        self.variable = variable
+
+    def setup(self):
+        self.key = event_signing.load_key(self.variable)
+        if self.key is None:
+            log.info("event_signatures_off", variable=self.variable,
+                     reason="not set: every event of this kind is confirmed with its publisher")
+
+    def get_dependency(self, worker_ctx):
+        return SignatureCheck(self.key, worker_ctx.data.get(event_signing.CONTEXT_KEY))
+
+
+class SignatureCheck:
+    def __init__(self, key, signature):
+        self.key = key
+        self.signature = signature
+
+    @property
+    def present(self):
+        return self.signature is not None
+
+    def verified(self, event_type, payload):
+        return event_signing.verify(self.key, event_type, payload, self.signature)

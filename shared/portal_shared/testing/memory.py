@@ -36,13 +36,17 @@ class InMemoryUnitOfWork(unit_of_work.AbstractUnitOfWork):
 
 
 class FakeOutbox:
-    """Keeps ``(event_type, payload, aggregate_key)`` in ``store.outbox``."""
+    """Keeps ``(event_type, payload, aggregate_key)`` in ``store.outbox``, and the extra headers of an event
+    given any in ``headers`` (by ``event_id``)."""
 
     def __init__(self, store):
         self._store = store
+        self.headers = {}
 
-    def add(self, event_type, payload, aggregate_key):
+    def add(self, event_type, payload, aggregate_key, headers=None):
         self._store.outbox.append((event_type, payload, aggregate_key))
+        if headers:
+            self.headers[payload["event_id"]] = headers
 
     def flush(self):
         """Nothing to write: ``add`` stored the event already."""

@@ -369,3 +369,28 @@ def test_a_block_left_without_commit_stores_nothing(due):
         locked.expire(NOW + timedelta(hours=1))
     assert due.uow.payment(payment.txn_ref).status is Status.pending
     assert due.uow.collect_new_events() == []
+
+
+# --- signed events ------------------------------------------------------------------------------
+
+
+def test_payment_events_carry_the_signature_of_the_shared_key_and_none_without_it(monkeypatch):
+    from types import SimpleNamespace
+
+    from payment.domain.events import PaymentSucceeded
+    from payment.messagebus import EVENT_KEY, record_in_outbox
+    from portal_shared.event_signing import HEADER, verify
+    from portal_shared.testing.memory import FakeOutbox
+
+    event = PaymentSucceeded(txn_ref="P1", dossier_code=DOSSIER, amount=200_000, gateway="vnpay",
+                             gateway_txn_no="14000000", paid_at=NOW)
+    monkeypatch.setenv(EVENT_KEY, "unit-test-payment-event-key-0123456789")
+    uow = SimpleNamespace(outbox=FakeOutbox(SimpleNamespace(outbox=[])))
+    record_in_outbox(event, uow)
+    [(kind, payload, _)] = uow.outbox._store.outbox
+    signature = uow.outbox.headers[payload["event_id"]][HEADER]
+    assert verify(b"unit-test-payment-event-key-0123456789", kind, payload, signature)
+    monkeypatch.delenv(EVENT_KEY)
+    uow = SimpleNamespace(outbox=FakeOutbox(SimpleNamespace(outbox=[])))
+    record_in_outbox(event, uow)
+    assert uow.outbox.headers == {}

@@ -3,6 +3,7 @@ from nameko.extensions import DependencyProvider
 
 from payment.gateways import PaymentSettings
 from portal_shared.config import ConfigError, dev_mode, get_str
+from portal_shared.event_signing import load_key
 from portal_shared.logs import get_logger
 
 log = get_logger(__name__)
@@ -31,6 +32,11 @@ class Gateways(DependencyProvider):
 
     def setup(self):
         check_not_published(self.container.config)
+        from payment.messagebus import EVENT_KEY  # late: the bus imports the use cases, which import gateways
+
+        if load_key(EVENT_KEY) is None:  # a key too short stops start-up here
+            log.info("payment_events_unsigned", reason=f"{EVENT_KEY} is not set: dossier confirms each "
+                     "payment_succeeded with get_payment")
         self.settings = PaymentSettings(self.container.config)
         for name, gateway in self.settings.gateways.items():
             if gateway.configured:
