@@ -35,10 +35,14 @@ def parse_args(argv=None):
     parser.add_argument("--rate", type=float, default=100.0, help="accepts per second (notify_latency)")
     parser.add_argument("--paid-dossiers", type=int, default=600,
                         help="paid dossiers (submit_accept_pay, then ipn and dossier_drain)")
+    parser.add_argument("--drain-backlog", type=int, default=200,
+                        help="paid dossiers whose events dossier_drain lets pile up, then drains (of --paid-dossiers)")
     parser.add_argument("--replicas", type=int, default=1, help="processes of each service")
     parser.add_argument("--keep-logs", action="store_true", help="print where the process logs are kept")
     parser.add_argument("--profile", metavar="DIR",
-                        help="py-spy the payment process(es) during the ipn section into DIR (bench/README.md)")
+                        help="py-spy processes during the ipn section into DIR (bench/README.md)")
+    parser.add_argument("--profile-services", default="payment",
+                        help="comma-separated services to record with --profile (default payment; 'all')")
     parser.add_argument("--json-out", help="also write the JSON object to this file")
     return parser.parse_args(argv)
 
@@ -67,6 +71,8 @@ def main(argv=None):
     amqp_uri = os.environ.get("AMQP_URI") or DEFAULT_AMQP_URI
     # Caller tokens (CONTRACT section 5): the processes inherit this run's own signing key.
     os.environ.setdefault("AUTH_JWT_SECRET", secrets.token_hex(32))
+    # payment signs its events for dossier (no confirming get_payment per payment_succeeded)
+    os.environ.setdefault("PAYMENT_EVENT_KEY", secrets.token_hex(32))
     api_uri = os.environ.get("RABBIT_API_URI") or "http://guest:guest@127.0.0.1:15672"
     started = time.time()
     databases = {service: FreshDatabase(service) for service in SERVICES}

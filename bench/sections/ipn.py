@@ -134,17 +134,18 @@ def rsp_code(status, body):
 
 
 class Profiler:
-    """``py-spy record`` of each payment process while the IPNs run (``--profile DIR``): raw collapsed
-    stacks of the busy samples, one file per process, summed up by ``bench/profile_summary.py``."""
+    """``py-spy record`` of each process of ``services`` while the IPNs run (``--profile DIR``,
+    ``--profile-services``): raw collapsed stacks of the busy samples, one file per process, summed up by
+    ``bench/profile_summary.py``."""
 
-    def __init__(self, stack, directory):
+    def __init__(self, stack, directory, services="payment"):
         self.records = []
         if not directory:
             return
         py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         Path(directory).mkdir(parents=True, exist_ok=True)
         for process in stack.processes:
-            if process.name == "payment":
+            if services == "all" or process.name in services.split(","):
                 output = Path(directory) / f"{process.label}.txt"
                 self.records.append((output, subprocess.Popen(
                     [py_spy, "record", "--pid", str(process.popen.pid), "--format", "raw", "--rate", "200",
@@ -159,12 +160,20 @@ class Profiler:
         return [str(output) for output, _ in self.records]
 
 
-def run(stack, args):
+def ipn_targets(stack, paid, first_index=0):
     env = stack.base_env()
-    paid = stack.paid
-    targets = [f"/callbacks/vnpay/ipn?{signed_ipn(one, i, env['VNPAY_TMN_CODE'], env['VNPAY_HASH_SECRET'])}"
-               for i, one in enumerate(paid)]
-    profiler = Profiler(stack, getattr(args, "profile", None))
+    return [f"/callbacks/vnpay/ipn?{signed_ipn(one, i, env['VNPAY_TMN_CODE'], env['VNPAY_HASH_SECRET'])}"
+            for i, one in enumerate(paid, start=first_index)]
+
+
+def run(stack, args):
+    # the last ``--drain-backlog`` paid dossiers are kept for ``dossier_drain``'s backlog
+    backlog = max(0, min(getattr(args, "drain_backlog", 0), len(stack.paid) // 2))
+    paid = stack.paid[:len(stack.paid) - backlog]
+    stack.backlog_paid = stack.paid[len(paid):]
+    stack.backlog_first_index = len(paid)
+    targets = ipn_targets(stack, paid)
+    profiler = Profiler(stack, getattr(args, "profile", None), getattr(args, "profile_services", "payment"))
     cpu_before = cpu_seconds(stack)
     stack.ipn_started = time.time()
     seconds, answers = send_all(stack.url("payment"), targets)
