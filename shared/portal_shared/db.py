@@ -34,8 +34,18 @@ def _real_poll():
 _poll, _POLLIN = _real_poll(), select.POLLIN
 
 
-def create_db_engine(url):
-    """Create an engine for a SQLAlchemy URL, with sane settings per backend."""
+# Connections one process may hold on PostgreSQL: ``pool_size`` kept open, ``max_overflow`` more at a
+# peak, closed again when returned (a new server process per connection: measured, 0 overflow with 8
+# kept open beat 10 + 20 and 4 + 4, bench/README.md "Database connections"). A worker that finds all
+# of them taken waits for one (``pool_timeout``, 30 s), a transaction lasting a few milliseconds.
+# Every process of every service counts against PostgreSQL's ``max_connections`` (100 by default).
+DEFAULT_POOL_SIZE = 8
+DEFAULT_POOL_MAX_OVERFLOW = 0
+
+
+def create_db_engine(url, pool_size=DEFAULT_POOL_SIZE, max_overflow=DEFAULT_POOL_MAX_OVERFLOW):
+    """Create an engine for a SQLAlchemy URL, with sane settings per backend (the pool sizes are
+    PostgreSQL's; SQLite keeps its own pool)."""
     if url.startswith("sqlite"):
         memory = url in ("sqlite://", "sqlite:///:memory:") or "mode=memory" in url
         if not memory:
@@ -67,8 +77,8 @@ def create_db_engine(url):
     # has closed is found by a local poll of its socket at checkout, connections are
     # recycled before idle timeouts in between can bite, and a transaction whose first
     # statement meets a dead connection anyway is run again once (``RetryingSession``).
-    engine = sa.create_engine(parsed, pool_size=10, max_overflow=20, pool_recycle=POOL_RECYCLE_SECONDS,
-                             hide_parameters=True)
+    engine = sa.create_engine(parsed, pool_size=pool_size, max_overflow=max_overflow,
+                              pool_recycle=POOL_RECYCLE_SECONDS, hide_parameters=True)
     sa.event.listen(engine, "checkout", _discard_if_closed_by_server)
     return engine
 

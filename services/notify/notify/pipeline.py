@@ -222,7 +222,7 @@ def pipeline_engine(url, concurrency):
     parsed = sa.engine.make_url(url)
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg2")
-    return sa.create_engine(parsed, pool_size=2 * len(concurrency), max_overflow=2, pool_recycle=600)
+    return sa.create_engine(parsed, pool_size=2 * len(concurrency), max_overflow=0, pool_recycle=600)
 
 
 class DeliveryPipeline(DependencyProvider):
