@@ -1,5 +1,7 @@
 """Payment's side of CONTRACT section 5: who may start, read and reconcile payments."""
+import eventlet
 import pytest
+from kombu import Connection
 from nameko.exceptions import RemoteError
 
 from dossier.service import DossierService
@@ -63,3 +65,54 @@ def test_reconcile_needs_the_finance_role(payment_container, payment_config, ann
     with rpc_proxy(payment_config, role="finance") as rpc:
         report = rpc.payment.reconcile("vnpay", "txn_ref,gateway_txn_no,amount,status,paid_at\n")
     assert report["rows"] == 0
+
+
+PAYMENT_STATUS_QUEUE = "evt-dossier-dossier_status_changed--payment.on_dossier_status_changed"
+
+
+@pytest.fixture
+def dossier_event_not_yet_at_payment(container_factory, rabbit_config, fresh_database, payment_container, payment_db):
+    """A dossier accepted (its fee due) whose dossier_status_changed events never reach payment: payment's
+    queue is unbound first, as if the event were still on its way."""
+    database = fresh_database("dossier")
+    database.truncate()
+    config = {**rabbit_config, "DATABASE_URL": database.url, "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}",
+              "OUTBOX_SWEEP_SECONDS": 0.5, "EVENT_RETRY_BACKOFF_SECONDS": 0.05}
+    container_factory(DossierService, config).start()
+    with Connection(rabbit_config["AMQP_URI"]) as connection:
+        connection.default_channel.queue_unbind(PAYMENT_STATUS_QUEUE, exchange="dossier.events",
+                                                routing_key="dossier_status_changed")
+    with rpc_proxy(config, role="officer", agencies=["STP-HN"]) as rpc:
+        code = rpc.dossier.submit_dossier("LLTP-01", APPLICANT)["code"]
+        assert rpc.dossier.act_on_dossier(code, "accept", "can-bo")["status"] == "payment_requested"
+    eventlet.sleep(1.0)
+    assert payment_db.charge(code) is None, "the event reached payment: the test proves nothing"
+    return code
+
+
+def test_start_payment_ahead_of_the_dossier_event_learns_the_charge_from_the_dossier_service(
+        payment_config, dossier_event_not_yet_at_payment, payment_db):
+    code = dossier_event_not_yet_at_payment
+    with rpc_proxy(payment_config, role="citizen", id_number="001099099999") as rpc:  # someone else's dossier
+        refused(lambda: rpc.payment.start_payment(code, "vnpay", RETURN_URL, "203.0.113.7"), "Forbidden")
+    assert payment_db.charge(code) is None  # a refusal stores nothing
+    with rpc_proxy(payment_config, role="citizen", id_number=APPLICANT["id_number"]) as rpc:
+        payment = rpc.payment.start_payment(code, "vnpay", RETURN_URL, "203.0.113.7")
+        assert (payment["status"], payment["amount"], payment["dossier_code"]) == ("pending", 200000, code)
+        assert rpc.payment.start_payment(code, "vnpay", RETURN_URL, "203.0.113.7")["txn_ref"] == payment["txn_ref"]
+    charge = payment_db.charge(code)
+    assert (charge["status"], charge["amount"], charge["agency_code"]) == ("due", 200000, "STP-HN")
+
+
+def test_start_payment_for_a_dossier_with_nothing_due_still_says_so(payment_config, payment_container,
+                                                                    container_factory, rabbit_config, fresh_database):
+    database = fresh_database("dossier")
+    database.truncate()
+    config = {**rabbit_config, "DATABASE_URL": database.url, "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}"}
+    container_factory(DossierService, config).start()
+    with rpc_proxy(config, role="officer", agencies=["STP-HN"]) as rpc:
+        code = rpc.dossier.submit_dossier("LLTP-01", APPLICANT)["code"]  # submitted, not yet accepted
+    with rpc_proxy(payment_config, role="citizen", id_number=APPLICANT["id_number"]) as rpc:
+        refused(lambda: rpc.payment.start_payment(code, "vnpay", RETURN_URL, "203.0.113.7"), "NoPaymentDue")
+        refused(lambda: rpc.payment.start_payment("STP-HN-261204-NOSUCH", "vnpay", RETURN_URL, "203.0.113.7"),
+                "NoPaymentDue")

@@ -15,6 +15,17 @@ class StartPayment:
 
 
 @dataclass(frozen=True)
+class LearnCharge:
+    """A fee the dossier service answers is due, before its ``payment_requested`` event has arrived."""
+
+    dossier_code: str
+    amount: int
+    procedure_name: str | None
+    agency_code: str | None
+    now: datetime | None = None
+
+
+@dataclass(frozen=True)
 class RecordDossierStatus:
     """A ``dossier_status_changed`` event, once per ``consumer``."""
 

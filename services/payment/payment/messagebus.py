@@ -64,6 +64,7 @@ AFTER_COMMIT = {
 }
 COMMAND_HANDLERS = {
     commands.StartPayment: use_cases.start_payment,
+    commands.LearnCharge: use_cases.learn_charge,
     commands.RecordDossierStatus: use_cases.record_dossier_status,
     commands.AcceptVnpayIpn: use_cases.vnpay_ipn,
     commands.AcceptMomoIpn: use_cases.momo_ipn,

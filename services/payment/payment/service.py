@@ -5,6 +5,7 @@ from payment import permissions, use_cases
 from payment.commands import (
     AcceptMomoIpn,
     AcceptVnpayIpn,
+    LearnCharge,
     RecordDossierStatus,
     RefundPayment,
     SettlePending,
@@ -61,7 +62,8 @@ class PaymentService(health.HealthEndpoints):
             "dossier_code": dossier_code, "gateway": gateway, "return_url": return_url, "client_ip": client_ip,
             "bank_code": bank_code, "locale": locale,
         })
-        self._check_dossier(caller, request["dossier_code"])
+        permissions.check_dossier_access(caller, self.db, self.dossier_rpc.get_dossier, request["dossier_code"],
+                                         learn_charge=ChargeFromDossier(self._bus, self.log))
         payment = self._bus().handle(StartPayment(**request))
         self.log.info("payment_started", txn_ref=payment.txn_ref, dossier_code=dossier_code, gateway=gateway,
                       amount=payment.amount)
@@ -158,3 +160,22 @@ class PaymentService(health.HealthEndpoints):
                 self.log.info("refund_attempted", txn_ref=txn_ref, refunded=refunded)
             except Exception:
                 self.log.exception("refund_failed", txn_ref=txn_ref)
+
+
+class ChargeFromDossier:
+    """A ``start_payment`` ahead of dossier's ``payment_requested`` event: the dossier service's answer
+    says the fee is due, so payment records the charge now instead of answering ``NoPaymentDue``."""
+
+    def __init__(self, bus, log):
+        self.bus, self.log = bus, log
+
+    @staticmethod
+    def due(dossier):
+        fee = dossier.get("fee_amount")
+        return (dossier.get("status") == "payment_requested" and not dossier.get("fee_paid")
+                and isinstance(fee, int) and fee > 0)
+
+    def record(self, dossier):
+        self.bus().handle(LearnCharge(dossier["code"], dossier["fee_amount"], dossier.get("procedure_name"),
+                                      dossier.get("agency_code")))
+        self.log.info("charge_learned", dossier_code=dossier["code"], amount=dossier["fee_amount"])

@@ -90,6 +90,19 @@ def record_dossier_status(command, uow, settings=None):
         uow.commit()
 
 
+def learn_charge(command, uow, settings=None):
+    """The charge of a dossier the dossier service says is awaiting ``amount``, when payment has not
+    heard of it yet (``start_payment`` straight after ``accept``). Only ever added: the dossier's own
+    events, which follow in order, update or cancel it as they would a charge they had made."""
+    now = command.now or utcnow()
+    with uow:
+        uow.charges.add_if_missing(Charge(
+            dossier_code=command.dossier_code, amount=command.amount, status=ChargeStatus.due,
+            procedure_name=command.procedure_name, agency_code=command.agency_code, created_at=now, updated_at=now,
+        ))
+        uow.commit()
+
+
 # --- starting a payment ---------------------------------------------------------------------
 
 

@@ -394,3 +394,20 @@ def test_payment_events_carry_the_signature_of_the_shared_key_and_none_without_i
     uow = SimpleNamespace(outbox=FakeOutbox(SimpleNamespace(outbox=[])))
     record_in_outbox(event, uow)
     assert uow.outbox.headers == {}
+
+
+# --- a charge learned from the dossier service ------------------------------------------------------
+
+
+def test_a_charge_learned_before_its_event_is_what_the_event_then_finds(h):
+    from payment.commands import LearnCharge
+
+    h.bus.handle(LearnCharge(DOSSIER, 200_000, "Cấp Phiếu lý lịch tư pháp", "STP-HN", now=NOW))
+    payment = h.start()
+    assert (payment.amount, h.uow.charge(DOSSIER).status) == (200_000, ChargeStatus.due)
+    h.announce()  # dossier's payment_requested event arrives afterwards
+    assert (h.uow.charge(DOSSIER).status, h.uow.charge(DOSSIER).amount) == (ChargeStatus.due, 200_000)
+    h.announce("withdrawn", fee=0)  # later events act on it as on any charge
+    assert h.uow.charge(DOSSIER).status is ChargeStatus.cancelled
+    h.bus.handle(LearnCharge(DOSSIER, 200_000, None, "STP-HN", now=NOW))  # a stale answer never revives it
+    assert h.uow.charge(DOSSIER).status is ChargeStatus.cancelled
