@@ -24,7 +24,7 @@ import pika
 import sqlalchemy as sa
 
 from bench.sections.ipn import ipn_targets, rsp_code, send_all
-from bench.sections.notify_latency import cpu_seconds, wait_idle
+from bench.sections.notify_latency import cpu_seconds, vhost_message_stats, wait_idle
 
 NAME = "dossier_drain"
 REQUIRES = ("submit_accept_pay", "ipn")
@@ -114,6 +114,13 @@ def run(stack, args):
     net = {label: round(value - stack.idle_cpu_per_second.get(label, 0.0) * elapsed * 1000 / max(1, len(stack.paid)),
                         2) for label, value in per_dossier.items()}
     net_total = round(sum(value for label, value in net.items() if not label.startswith("sandbox")), 2)
+    # the messages a paid dossier makes the services exchange (RPC requests and replies, events, delivery
+    # messages), and what Nameko alone spends on that many at its own ceiling's cost per event
+    messages = vhost_message_stats(stack)
+    paid = max(1, len(stack.paid))
+    messages_per_dossier = {key: round((messages[key] - stack.paid_messages_before[key]) / paid, 1) for key in messages}
+    per_event = getattr(stack, "ceilings", {}).get("cpu_ms_per_event")
+    framework_floor = round(messages_per_dossier["delivered"] * per_event, 1) if per_event else None
 
     figures = {
         "paid_dossiers": len(stack.paid),
@@ -129,6 +136,8 @@ def run(stack, args):
         "idle_cpu_ms_per_second": {label: round(rate * 1000, 1) for label, rate in stack.idle_cpu_per_second.items()},
         "cpu_ms_per_paid_dossier_net_of_idle": net,
         "cpu_ms_per_paid_dossier_services_net_of_idle": net_total,
+        "amqp_messages_per_paid_dossier": messages_per_dossier,
+        "nameko_floor_cpu_ms_per_paid_dossier": framework_floor,
     }
     dispatcher = getattr(stack, "ceilings", {}).get("event_dispatcher")
     if dispatcher and events_per_second:
@@ -149,5 +158,9 @@ def run(stack, args):
         ("CPU ms per paid dossier, per process", ", ".join(f"{k} {v}" for k, v in per_dossier.items()), ""),
         ("the same, less each process's idle CPU over those minutes (services; per process)",
          f"{net_total}; " + ", ".join(f"{k} {v}" for k, v in net.items()), "≤ 8"),
+        ("AMQP messages per paid dossier (published / delivered)",
+         f"{messages_per_dossier['published']} / {messages_per_dossier['delivered']}", ""),
+        ("Nameko's own CPU for that many deliveries at its EventDispatcher ceiling (ms per paid dossier)",
+         framework_floor if framework_floor is not None else "(run with framework_ceilings)", ""),
     ]
     return figures

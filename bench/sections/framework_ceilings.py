@@ -175,7 +175,18 @@ def rpc_calls(amqp_uri):
     started = time.perf_counter()
     pool = eventlet.GreenPool(RPC_CLIENTS)
     list(pool.imap(client, range(RPC_CLIENTS)))
-    return {"clients": RPC_CLIENTS, "calls_per_second": round(calls[0] / (time.perf_counter() - started), 1)}
+    return {"clients": RPC_CLIENTS, "calls": calls[0],
+            "calls_per_second": round(calls[0] / (time.perf_counter() - started), 1)}
+
+
+def process_cpu_seconds(pids):
+    """User + system CPU seconds used so far by these processes (``/proc/<pid>/stat``)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
 
 
 def raw_pika(amqp_uri):
@@ -223,12 +234,18 @@ def run(stack, args):
         source = NamekoProcess("bench.ceilings:Source", {**config, "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}"},
                                log_dir)
         _wait_rpc(stack.amqp_uri, source)
-        result = {
-            "http_insert": http_insert(f"http://127.0.0.1:{port}/insert"),
-            "event_dispatcher": dispatcher_events(stack.amqp_uri, f"http://127.0.0.1:{port}/handled"),
-            "rpc": rpc_calls(stack.amqp_uri),
-            "raw_pika": raw_pika(stack.amqp_uri),
-        }
+        result = {"http_insert": http_insert(f"http://127.0.0.1:{port}/insert")}
+        # the CPU Nameko itself spends per event and per call: both Nameko processes and this client process
+        used = lambda: process_cpu_seconds([ceiling.popen.pid, source.popen.pid, os.getpid()])  # noqa: E731
+        before = used()
+        result["event_dispatcher"] = dispatcher_events(stack.amqp_uri, f"http://127.0.0.1:{port}/handled")
+        middle = used()
+        result["rpc"] = rpc_calls(stack.amqp_uri)
+        after = used()
+        result["event_dispatcher"]["cpu_ms_per_event"] = round(
+            (middle - before) * 1000 / result["event_dispatcher"]["events"], 3)
+        result["rpc"]["cpu_ms_per_call"] = round((after - middle) * 1000 / max(1, result["rpc"]["calls"]), 3)
+        result["raw_pika"] = raw_pika(stack.amqp_uri)
         with database.engine.connect() as connection:
             result["http_insert"]["rows_inserted"] = connection.execute(
                 sa.select(sa.func.count()).select_from(metadata.tables["bench_insert"])).scalar_one()
@@ -241,12 +258,17 @@ def run(stack, args):
     result["table"] = [
         ("@http one INSERT + COMMIT, 50 connections (/s)", http_figure["requests_per_second"],
          f"ceiling (p99 {http_figure['p99_ms']} ms)"),
-        ("EventDispatcher → handler (events/s)", result["event_dispatcher"]["events_per_second"], "ceiling"),
-        (f"RPC, {RPC_CLIENTS} clients (calls/s)", result["rpc"]["calls_per_second"], "ceiling"),
+        ("EventDispatcher → handler (events/s; Nameko CPU per event)",
+         f"{result['event_dispatcher']['events_per_second']}; {result['event_dispatcher']['cpu_ms_per_event']} ms",
+         "ceiling"),
+        (f"RPC, {RPC_CLIENTS} clients (calls/s; Nameko CPU per call, client + server)",
+         f"{result['rpc']['calls_per_second']}; {result['rpc']['cpu_ms_per_call']} ms", "ceiling"),
         ("raw pika, pipelined confirms (messages/s)", result["raw_pika"]["messages_per_second"], "ceiling"),
     ]
     # the sections after this one compare their figures with these
     stack.ceilings = {"http_insert": http_figure["requests_per_second"], "rpc": result["rpc"]["calls_per_second"],
                       "event_dispatcher": result["event_dispatcher"]["events_per_second"],
-                      "raw_pika": result["raw_pika"]["messages_per_second"]}
+                      "raw_pika": result["raw_pika"]["messages_per_second"],
+                      "cpu_ms_per_event": result["event_dispatcher"]["cpu_ms_per_event"],
+                      "cpu_ms_per_rpc": result["rpc"]["cpu_ms_per_call"]}
     return result

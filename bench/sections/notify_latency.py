@@ -107,6 +107,18 @@ def queued_messages(stack):
     return sum((queue.get("messages") or 0) for queue in queues)
 
 
+def vhost_message_stats(stack):
+    """``{"published": n, "delivered": n}`` so far in the stack's vhost (management API; its figures lag a
+    few seconds: read after ``wait_idle``)."""
+    api = os.environ.get("RABBIT_API_URI") or "http://guest:guest@127.0.0.1:15672"
+    parsed = urlparse(api)
+    vhost = urlparse(stack.amqp_uri).path.lstrip("/")
+    url = f"{parsed.scheme}://{parsed.hostname}:{parsed.port or 15672}/api/vhosts/{quote(vhost, safe='')}"
+    stats = requests.get(url, auth=(parsed.username or "guest", parsed.password or "guest"),
+                         timeout=10).json().get("message_stats") or {}
+    return {"published": stats.get("publish", 0), "delivered": stats.get("deliver_get", 0)}
+
+
 def wait_idle(stack, timeout=120):
     """Until every queue of the vhost is empty twice in a row (the management figures lag a few seconds)."""
     deadline = time.time() + timeout

@@ -17,7 +17,7 @@ import time
 import eventlet
 import sqlalchemy as sa
 
-from bench.sections.notify_latency import _pool_run, applicant, cpu_seconds, percentile, wait_idle
+from bench.sections.notify_latency import _pool_run, applicant, cpu_seconds, percentile, vhost_message_stats, wait_idle
 
 NAME = "submit_accept_pay"
 PROCEDURE = "LLTP-01"  # 200,000 VND: accept → payment_requested → a charge at payment
@@ -65,6 +65,7 @@ def run(stack, args):
     idle_from, idle_started = cpu_seconds(stack), time.time()
     time.sleep(IDLE_SECONDS)
     stack.paid_cpu_before, stack.paid_started = cpu_seconds(stack), time.time()
+    stack.paid_messages_before = vhost_message_stats(stack)
     stack.idle_cpu_per_second = {label: (stack.paid_cpu_before[label] - idle_from[label]) / (time.time() - idle_started)
                                  for label in idle_from
                                  if idle_from[label] is not None and stack.paid_cpu_before.get(label) is not None}

@@ -5,6 +5,7 @@ Nameko sends a raised exception to the caller as a ``RemoteError`` whose
 names it. ``load`` validates a request with a marshmallow schema and turns a
 failure into one ``ValidationError`` naming every bad field.
 """
+import functools
 import json
 
 import marshmallow
@@ -44,8 +45,17 @@ def _flatten(fields, prefix=""):
             yield name
 
 
+@functools.cache
+def _schema_instance(schema_class):
+    return schema_class()
+
+
 def load(schema, data):
-    """Load ``data`` with a marshmallow schema instance, raising our ``ValidationError``."""
+    """Load ``data`` with a marshmallow schema (a class: one instance of it, made once and reused; building a
+    schema deep-copies its fields, a few per cent of a service's CPU per call), raising our
+    ``ValidationError``."""
+    if isinstance(schema, type):
+        schema = _schema_instance(schema)
     if data is None:
         data = {}
     try:

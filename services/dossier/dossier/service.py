@@ -45,8 +45,7 @@ class DossierService(HealthEndpoints):
     @rpc(expected_exceptions=EXPECTED)
     def submit_dossier(self, procedure_code, applicant, form_data=None):
         caller = self.caller.require()
-        request = load(
-            SubmitDossierSchema(),
+        request = load(SubmitDossierSchema,
             {"procedure_code": procedure_code, "applicant": applicant, "form_data": form_data},
         )
         dossier = self._bus().handle(SubmitDossier(**request, caller=caller))
@@ -57,14 +56,13 @@ class DossierService(HealthEndpoints):
     @rpc(expected_exceptions=EXPECTED)
     def get_dossier(self, code):
         caller = self.caller.require()
-        request = load(DossierCodeSchema(), {"code": code})
+        request = load(DossierCodeSchema, {"code": code})
         return dump_dossier(use_cases.get_dossier(self._uow(), request["code"], caller=caller))
 
     @rpc(expected_exceptions=EXPECTED)
     def list_dossiers(self, applicant_id_number=None, status=None, agency_code=None, limit=50, offset=0):
         caller = self.caller.require()
-        request = load(
-            ListDossiersSchema(),
+        request = load(ListDossiersSchema,
             {"applicant_id_number": applicant_id_number, "status": status, "agency_code": agency_code,
              "limit": limit, "offset": offset},
         )
@@ -74,7 +72,7 @@ class DossierService(HealthEndpoints):
     @rpc(expected_exceptions=EXPECTED)
     def act_on_dossier(self, code, action, actor, note=None):
         caller = self.caller.require()
-        request = load(ActOnDossierSchema(), {"code": code, "action": action, "actor": actor, "note": note})
+        request = load(ActOnDossierSchema, {"code": code, "action": action, "actor": actor, "note": note})
         dossier = self._bus().handle(ActOnDossier(**request, caller=caller))
         self.log.info("dossier_transition", dossier_code=code, action=action, status=dossier.status.value,
                       actor=caller.subject, display_name=request["actor"])
@@ -83,13 +81,13 @@ class DossierService(HealthEndpoints):
     @rpc(expected_exceptions=EXPECTED)
     def dossier_stats(self, agency_code=None, since=None, until=None):
         caller = self.caller.require()
-        request = load(StatsSchema(), {"agency_code": agency_code, "since": since, "until": until})
+        request = load(StatsSchema, {"agency_code": agency_code, "since": since, "until": until})
         return use_cases.dossier_stats(self._uow(), permissions.stats_scope(caller, request))
 
     @reliable_event_handler("payment", "payment_succeeded")
     def on_payment_succeeded(self, payload):
         signed = self.payment_signatures.verified("payment_succeeded", payload)
-        event = load(PaymentSucceededSchema(), payload)
+        event = load(PaymentSucceededSchema, payload)
         if not signed:
             if self.payment_signatures.present:
                 self.log.warning("payment_event_signature_invalid", txn_ref=event.get("txn_ref"),

@@ -55,7 +55,7 @@ class NotifyService(health.HealthEndpoints):
     @rpc(expected_exceptions=EXPECTED)
     def send_notification(self, channel, recipient, template, params=None, reference=None):
         self.caller.require("operator")
-        request = load(SendNotificationSchema(), {
+        request = load(SendNotificationSchema, {
             "channel": channel, "recipient": recipient, "template": template, "params": params, "reference": reference,
         })
         try:
@@ -70,7 +70,7 @@ class NotifyService(health.HealthEndpoints):
     @rpc(expected_exceptions=EXPECTED)
     def get_notifications(self, reference):
         caller = self.caller.require("operator", "officer")
-        request = load(ReferenceSchema(), {"reference": reference})
+        request = load(ReferenceSchema, {"reference": reference})
         if not caller.has("operator"):
             self._check_officer_agency(caller, request["reference"])
         return [dump_notification(notification)
@@ -89,7 +89,7 @@ class NotifyService(health.HealthEndpoints):
 
     @reliable_event_handler("dossier", "dossier_status_changed")
     def on_dossier_status_changed(self, payload):
-        event = load(DossierStatusChangedSchema(), payload)
+        event = load(DossierStatusChangedSchema, payload)
         ids = self._bus().handle(NotifyDossierStatusChanged("notify.on_dossier_status_changed", event))
         self._after_event("dossier_status_changed", event, ids)
 
@@ -102,7 +102,7 @@ class NotifyService(health.HealthEndpoints):
         self._payment_event("payment_refunded", payload)
 
     def _payment_event(self, event_type, payload):
-        event = load(PaymentEventSchema(), payload)
+        event = load(PaymentEventSchema, payload)
         command = NotifyPaymentEvent(f"notify.on_{event_type}", PAYMENT_EVENT_KINDS[event_type], event)
         ids = self._bus(find_dossier=self.dossier_rpc.get_dossier).handle(command)
         self._after_event(event_type, event, ids)

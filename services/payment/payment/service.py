@@ -58,7 +58,7 @@ class PaymentService(health.HealthEndpoints):
     @rpc(expected_exceptions=EXPECTED)
     def start_payment(self, dossier_code, gateway, return_url, client_ip, bank_code=None, locale="vn"):
         caller = self.caller.require("citizen", "officer")
-        request = load(StartPaymentSchema(), {
+        request = load(StartPaymentSchema, {
             "dossier_code": dossier_code, "gateway": gateway, "return_url": return_url, "client_ip": client_ip,
             "bank_code": bank_code, "locale": locale,
         })
@@ -72,7 +72,7 @@ class PaymentService(health.HealthEndpoints):
     @rpc(expected_exceptions=EXPECTED)
     def get_payment(self, txn_ref):
         caller = self.caller.require("citizen", "officer", "finance", "service")
-        request = load(TxnRefSchema(), {"txn_ref": txn_ref})
+        request = load(TxnRefSchema, {"txn_ref": txn_ref})
         payment = use_cases.get_payment(self._uow(), request["txn_ref"])
         self._check_dossier(caller, payment.dossier_code, readers=("finance", "service"))
         return dump_payment(payment)
@@ -80,20 +80,20 @@ class PaymentService(health.HealthEndpoints):
     @rpc(expected_exceptions=EXPECTED)
     def list_payments(self, dossier_code):
         caller = self.caller.require("citizen", "officer", "finance")
-        request = load(DossierCodeSchema(), {"dossier_code": dossier_code})
+        request = load(DossierCodeSchema, {"dossier_code": dossier_code})
         self._check_dossier(caller, request["dossier_code"], readers=("finance",))
         return [dump_payment(row) for row in use_cases.list_payments(self._uow(), request["dossier_code"])]
 
     @rpc(expected_exceptions=EXPECTED)
     def reconcile(self, gateway, settlement_csv):
         self.caller.require("finance")
-        request = load(ReconcileSchema(), {"gateway": gateway, "settlement_csv": settlement_csv})
+        request = load(ReconcileSchema, {"gateway": gateway, "settlement_csv": settlement_csv})
         return reconcile_text(self.db, request["gateway"], request["settlement_csv"],
                               confirm=gateway_confirmer(self.settings), call_id_stack=self.log.call_id_stack)
 
     @reliable_event_handler("dossier", "dossier_status_changed")
     def on_dossier_status_changed(self, payload):
-        event = load(DossierStatusChangedSchema(), payload)
+        event = load(DossierStatusChangedSchema, payload)
         to_refund = []
         self._bus(request_refund=to_refund.append).handle(RecordDossierStatus(INBOX_CONSUMER, event))
         self._refund(to_refund)

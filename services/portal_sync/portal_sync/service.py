@@ -36,7 +36,7 @@ class PortalSyncService(HealthEndpoints):
 
     @reliable_event_handler("dossier", "dossier_status_changed")
     def on_dossier_status_changed(self, payload):
-        event = load(StatusChangedSchema(), payload)
+        event = load(StatusChangedSchema, payload)
         if self._bus().handle(RecordStatusChange("portal_sync.on_dossier_status_changed", event["event_id"],
                                                  event["dossier_code"])):
             self.delivery.wake()
@@ -44,14 +44,14 @@ class PortalSyncService(HealthEndpoints):
 
     @reliable_event_handler("payment", "payment_succeeded")
     def on_payment_succeeded(self, payload):
-        event = load(PaymentEventSchema(), payload)
+        event = load(PaymentEventSchema, payload)
         if self._bus().handle(self._fee("portal_sync.on_payment_succeeded", event)):
             self.delivery.wake()
         self.log.info("fee_recorded", dossier_code=event["dossier_code"], txn_ref=event["txn_ref"])
 
     @reliable_event_handler("payment", "payment_refunded")
     def on_payment_refunded(self, payload):
-        event = load(PaymentEventSchema(), payload)
+        event = load(PaymentEventSchema, payload)
         if self._bus().handle(self._fee("portal_sync.on_payment_refunded", event, refunded=True)):
             self.delivery.wake()
         self.log.info("refund_recorded", dossier_code=event["dossier_code"], txn_ref=event["txn_ref"])

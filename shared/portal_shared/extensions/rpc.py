@@ -16,13 +16,14 @@ import sys
 from nameko.rpc import Rpc
 
 from portal_shared.auth import AUTH_CONTEXT_KEY, auth_settings, verify
+from portal_shared.extensions.entrypoints import SignatureCheckedOnce
 from portal_shared.errors import InternalError, PortalError, Unauthorized
 from portal_shared.logs import get_logger
 
 log = get_logger(__name__)
 
 
-class AuthenticatedRpc(Rpc):
+class AuthenticatedRpc(SignatureCheckedOnce, Rpc):
     def setup(self):
         super().setup()
         self.auth_settings = auth_settings(self.container.config)

@@ -42,6 +42,7 @@ from nameko.web.server import HttpOnlyProtocol, WebServer
 from werkzeug.wrappers import Response
 
 from portal_shared.config import get_float, get_int
+from portal_shared.extensions.entrypoints import SignatureCheckedOnce
 from portal_shared.logs import get_logger
 
 log = get_logger(__name__)
@@ -178,7 +179,7 @@ class GuardedWebServer(WebServer):
             self._connections.release()
 
 
-class SafeHttpRequestHandler(HttpRequestHandler):
+class SafeHttpRequestHandler(SignatureCheckedOnce, HttpRequestHandler):
     """``@http`` on the guarded server; errors never carry an exception's text."""
 
     server = GuardedWebServer()
