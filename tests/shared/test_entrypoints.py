@@ -61,3 +61,4 @@ def test_the_signature_is_built_once():
     built = point._signature
     point.check_signature(("D-2",), {})
     assert point._signature is built and Ours._signature is None
+

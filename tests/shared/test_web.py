@@ -141,3 +141,15 @@ def test_untrusted_bodies():
     for query in (b"a=%ff", b"a=1&a=2", b"a=%00", "a=é".encode()):
         with pytest.raises(Malformed):
             query_fields(query)
+
+
+@pytest.mark.parametrize("line, logged", [
+    ("GET /callbacks/vnpay/ipn?vnp_TxnRef=P1&vnp_SecureHash=ab HTTP/1.1", "GET /callbacks/vnpay/ipn HTTP/1.1"),
+    ("GET /healthz HTTP/1.1", "GET /healthz HTTP/1.1"),
+    ("GET /x?a=1 b=2 HTTP/1.0", "GET /x HTTP/1.0"),
+    ("GET /x?query", "GET /x"),
+])
+def test_access_lines_name_the_path_and_never_the_query(line, logged):
+    from portal_shared.extensions.web import without_query
+
+    assert without_query(line) == logged

@@ -71,6 +71,17 @@ def _canned(status, reason, message):
             f"Connection: close\r\n\r\n").encode() + body
 
 
+def without_query(requestline):
+    """The access log's request line without its query string: a callback's query is the gateway's signed
+    fields (bank numbers, amounts), which the use case logs by name where they matter; masking them on
+    every access line was a few per cent of payment's CPU."""
+    head, question, tail = requestline.partition("?")
+    if not question:
+        return requestline
+    _, space, version = tail.rpartition(" ")
+    return f"{head} {version}" if space else head
+
+
 class DeadlineProtocol(HttpOnlyProtocol):
     """eventlet's protocol with a header deadline and the body read up front (see the module docstring)."""
 
@@ -92,6 +103,7 @@ class DeadlineProtocol(HttpOnlyProtocol):
 
     def handle_one_response(self):
         self._header_timer.cancel()
+        self.requestline = without_query(self.requestline)
         refusal = self._read_body()
         if refusal is not None:
             self.close_connection = 1
