@@ -101,6 +101,24 @@ class PaymentDb:
 
 
 @pytest.fixture
+def start_dossier(container_factory, rabbit_config, fresh_database):
+    """Start the dossier service on a fresh database; returns its config (for its RPC proxies) with the
+    database under ``database``."""
+
+    def start():
+        from dossier.service import DossierService  # late: payment's own tests need no dossier import
+
+        database = fresh_database("dossier")
+        database.truncate()
+        config = {**rabbit_config, "DATABASE_URL": database.url, "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}",
+                  "OUTBOX_SWEEP_SECONDS": 0.5, "EVENT_RETRY_BACKOFF_SECONDS": 0.05}
+        container_factory(DossierService, config).start()
+        return {**config, "database": database}
+
+    return start
+
+
+@pytest.fixture
 def payment_db(payment_database):
     return PaymentDb(payment_database.engine)
 

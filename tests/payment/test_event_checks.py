@@ -9,12 +9,11 @@ import sqlalchemy as sa
 from kombu import Connection, Exchange
 from nameko.standalone.events import event_dispatcher
 
-from dossier.service import DossierService
 from payment.messagebus import EVENT_KEY
 from portal_shared.deadletters import ERROR_HEADER
 from portal_shared.event_signing import HEADER, load_key, signed_headers, verify
 from portal_shared.schema import outbox_table
-from tests.helpers import free_port, make_collector, rpc_proxy, wait_for
+from tests.helpers import make_collector, rpc_proxy, wait_for
 from tests.payment.conftest import vnpay_ipn
 
 DLQ = "evt-payment-payment_succeeded--dossier.on_payment_succeeded.dlq"
@@ -33,26 +32,29 @@ def parked(rabbit_config):
     return found
 
 
-@pytest.fixture
-def both(container_factory, rabbit_config, fresh_database, payment_container, payment_config, payment_db):
-    database = fresh_database("dossier")
-    database.truncate()
-    config = {**rabbit_config, "DATABASE_URL": database.url, "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}",
-              "OUTBOX_SWEEP_SECONDS": 0.5, "EVENT_RETRY_BACKOFF_SECONDS": 0.05}
-    container_factory(DossierService, config).start()
+def dossier_calls(config, payment_db=None):
+    """``awaiting_payment()`` (a dossier accepted, its fee due; with ``payment_db``, once payment has the
+    charge) and ``dossier(code)`` against the dossier service of ``config``."""
 
     def awaiting_payment():
         with rpc_proxy(config) as rpc:
             code = rpc.dossier.submit_dossier("LLTP-01", APPLICANT)["code"]
             assert rpc.dossier.act_on_dossier(code, "accept", "can-bo")["status"] == "payment_requested"
-        wait_for(lambda: payment_db.charge(code), message="charge")
+        if payment_db is not None:
+            wait_for(lambda: payment_db.charge(code), message="charge")
         return code
 
     def dossier(code):
         with rpc_proxy(config) as rpc:
             return rpc.dossier.get_dossier(code)
 
-    return awaiting_payment, dossier, database
+    return awaiting_payment, dossier
+
+
+@pytest.fixture
+def both(start_dossier, payment_container, payment_config, payment_db):
+    config = start_dossier()
+    return (*dossier_calls(config, payment_db), config["database"])
 
 
 def forged(code, txn_ref, amount=200000):
@@ -127,25 +129,9 @@ def publish_payment_event(rabbit_config, payload, headers):
 
 
 @pytest.fixture
-def dossier_alone(container_factory, rabbit_config, fresh_database):
+def dossier_alone(start_dossier):
     """The dossier service with no payment service anywhere: an event it applies was not confirmed by RPC."""
-    database = fresh_database("dossier")
-    database.truncate()
-    config = {**rabbit_config, "DATABASE_URL": database.url, "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}",
-              "OUTBOX_SWEEP_SECONDS": 0.5, "EVENT_RETRY_BACKOFF_SECONDS": 0.05}
-    container_factory(DossierService, config).start()
-
-    def awaiting_payment():
-        with rpc_proxy(config) as rpc:
-            code = rpc.dossier.submit_dossier("LLTP-01", APPLICANT)["code"]
-            assert rpc.dossier.act_on_dossier(code, "accept", "can-bo")["status"] == "payment_requested"
-            return code
-
-    def dossier(code):
-        with rpc_proxy(config) as rpc:
-            return rpc.dossier.get_dossier(code)
-
-    return awaiting_payment, dossier
+    return dossier_calls(start_dossier())
 
 
 def test_a_signed_payment_event_is_applied_without_asking_payment(dossier_alone, rabbit_config):

@@ -4,8 +4,7 @@ import pytest
 from kombu import Connection
 from nameko.exceptions import RemoteError
 
-from dossier.service import DossierService
-from tests.helpers import free_port, rpc_proxy, wait_for
+from tests.helpers import rpc_proxy, wait_for
 
 RETURN_URL = "https://dichvucong.example.vn/thanh-toan/ket-qua"
 APPLICANT = {"full_name": "Trần Thị Bình", "id_number": "079199001234", "phone": "0912345678"}
@@ -19,12 +18,8 @@ def refused(call, exc_type):
 
 
 @pytest.fixture
-def dossier_awaiting_payment(container_factory, rabbit_config, fresh_database, payment_container, payment_db):
-    database = fresh_database("dossier")
-    database.truncate()
-    config = {**rabbit_config, "DATABASE_URL": database.url, "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}",
-              "OUTBOX_SWEEP_SECONDS": 0.5, "EVENT_RETRY_BACKOFF_SECONDS": 0.05}
-    container_factory(DossierService, config).start()
+def dossier_awaiting_payment(start_dossier, payment_container, payment_db):
+    config = start_dossier()
     with rpc_proxy(config, role="officer", agencies=["STP-HN"]) as rpc:
         code = rpc.dossier.submit_dossier("LLTP-01", APPLICANT)["code"]
         rpc.dossier.act_on_dossier(code, "accept", "can-bo")
@@ -71,14 +66,10 @@ PAYMENT_STATUS_QUEUE = "evt-dossier-dossier_status_changed--payment.on_dossier_s
 
 
 @pytest.fixture
-def dossier_event_not_yet_at_payment(container_factory, rabbit_config, fresh_database, payment_container, payment_db):
+def dossier_event_not_yet_at_payment(rabbit_config, start_dossier, payment_container, payment_db):
     """A dossier accepted (its fee due) whose dossier_status_changed events never reach payment: payment's
     queue is unbound first, as if the event were still on its way."""
-    database = fresh_database("dossier")
-    database.truncate()
-    config = {**rabbit_config, "DATABASE_URL": database.url, "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}",
-              "OUTBOX_SWEEP_SECONDS": 0.5, "EVENT_RETRY_BACKOFF_SECONDS": 0.05}
-    container_factory(DossierService, config).start()
+    config = start_dossier()
     with Connection(rabbit_config["AMQP_URI"]) as connection:
         connection.default_channel.queue_unbind(PAYMENT_STATUS_QUEUE, exchange="dossier.events",
                                                 routing_key="dossier_status_changed")
@@ -105,11 +96,8 @@ def test_start_payment_ahead_of_the_dossier_event_learns_the_charge_from_the_dos
 
 
 def test_start_payment_for_a_dossier_with_nothing_due_still_says_so(payment_config, payment_container,
-                                                                    container_factory, rabbit_config, fresh_database):
-    database = fresh_database("dossier")
-    database.truncate()
-    config = {**rabbit_config, "DATABASE_URL": database.url, "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}"}
-    container_factory(DossierService, config).start()
+                                                                    start_dossier):
+    config = start_dossier()
     with rpc_proxy(config, role="officer", agencies=["STP-HN"]) as rpc:
         code = rpc.dossier.submit_dossier("LLTP-01", APPLICANT)["code"]  # submitted, not yet accepted
     with rpc_proxy(payment_config, role="citizen", id_number=APPLICANT["id_number"]) as rpc:
