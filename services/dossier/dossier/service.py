@@ -46,8 +46,7 @@ class DossierService(HealthEndpoints):
     def submit_dossier(self, procedure_code, applicant, form_data=None):
         caller = self.caller.require()
         request = load(SubmitDossierSchema,
-            {"procedure_code": procedure_code, "applicant": applicant, "form_data": form_data},
-        )
+                       {"procedure_code": procedure_code, "applicant": applicant, "form_data": form_data})
         dossier = self._bus().handle(SubmitDossier(**request, caller=caller))
         self.log.info("dossier_submitted", dossier_code=dossier.code, procedure_code=dossier.procedure.code,
                       applicant={key: request["applicant"][key] for key in ("id_number", "phone", "email")})
@@ -62,10 +61,10 @@ class DossierService(HealthEndpoints):
     @rpc(expected_exceptions=EXPECTED)
     def list_dossiers(self, applicant_id_number=None, status=None, agency_code=None, limit=50, offset=0):
         caller = self.caller.require()
-        request = load(ListDossiersSchema,
-            {"applicant_id_number": applicant_id_number, "status": status, "agency_code": agency_code,
-             "limit": limit, "offset": offset},
-        )
+        request = load(ListDossiersSchema, {
+            "applicant_id_number": applicant_id_number, "status": status, "agency_code": agency_code,
+            "limit": limit, "offset": offset,
+        })
         dossiers, total = use_cases.list_dossiers(self._uow(), permissions.list_scope(caller, request))
         return {"items": [dump_dossier(d) for d in dossiers], "total": total}
 
