@@ -229,7 +229,7 @@ def published():
         captured.append((event_type, json.loads(json.dumps(payload))))
 
     class Outbox:  # a unit of work hands the bus an outbox; this one keeps what it is given
-        def add(self, event_type, payload, aggregate_key):
+        def add(self, event_type, payload, aggregate_key, headers=None):
             record(None, event_type, payload)
 
     class UnitOfWork:

@@ -153,3 +153,16 @@ def test_access_lines_name_the_path_and_never_the_query(line, logged):
     from portal_shared.extensions.web import without_query
 
     assert without_query(line) == logged
+
+
+@pytest.mark.parametrize("config, workers", [
+    ({}, 4),                                                       # the defaults: 4 of 8 connections
+    ({"CALLBACK_WORKERS": 16}, 4),                                 # capped: 4 of the 8 stay with the workers
+    ({"CALLBACK_WORKERS": 8, "DB_POOL_SIZE": 12}, 8),              # payment's defaults
+    ({"CALLBACK_WORKERS": "16", "DB_POOL_SIZE": "8", "DB_POOL_MAX_OVERFLOW": "20"}, 16),
+    ({"CALLBACK_WORKERS": 4, "DB_POOL_SIZE": 2}, 1),
+])
+def test_callbacks_never_hold_every_database_connection(config, workers):
+    from portal_shared.extensions.web import callback_workers
+
+    assert callback_workers(config) == workers

@@ -21,8 +21,9 @@ one listener):
 - ``http``: a normal Nameko worker; an unexpected error is a bare 500 without
   the exception's text;
 - ``callback``: public provider callbacks, run in a bounded pool of their own
-  (``CALLBACK_WORKERS``, not counted in ``max_workers``), so they can neither
-  starve RPC, event handlers and timers nor be starved by them; a request
+  (``CALLBACK_WORKERS``, not counted in ``max_workers``, and never more than the
+  process's database connections less four), so they can neither starve RPC,
+  event handlers and timers nor be starved by them; a request
   that finds the pool full for ``CALLBACK_QUEUE_SECONDS`` gets 503;
 - ``probe``: ``/healthz``, ``/readyz``, ``/metrics``, answered by the web
   server itself without a worker.
@@ -42,6 +43,7 @@ from nameko.web.server import HttpOnlyProtocol, WebServer
 from werkzeug.wrappers import Response
 
 from portal_shared.config import get_float, get_int
+from portal_shared.db import DEFAULT_POOL_MAX_OVERFLOW, DEFAULT_POOL_SIZE
 from portal_shared.extensions.entrypoints import SignatureCheckedOnce
 from portal_shared.logs import get_logger
 
@@ -253,10 +255,29 @@ class _CallbackPool:
         self.slots = Semaphore(size)
 
 
+# Database connections the callback pool always leaves to RPC, event handlers, timers and the outbox
+# relay: callbacks stuck on a row lock each hold one, and must not take them all.
+CONNECTIONS_KEPT_FROM_CALLBACKS = 4
+
+
+def callback_workers(config):
+    """``CALLBACK_WORKERS``, capped so that the callbacks can hold at most the process's database
+    connections (``DB_POOL_SIZE`` + ``DB_POOL_MAX_OVERFLOW``) less ``CONNECTIONS_KEPT_FROM_CALLBACKS``."""
+    wanted = get_int(config, "CALLBACK_WORKERS", DEFAULTS["CALLBACK_WORKERS"])
+    connections = (get_int(config, "DB_POOL_SIZE", DEFAULT_POOL_SIZE)
+                   + get_int(config, "DB_POOL_MAX_OVERFLOW", DEFAULT_POOL_MAX_OVERFLOW))
+    allowed = max(1, connections - CONNECTIONS_KEPT_FROM_CALLBACKS)
+    if wanted > allowed:
+        log.warning("callback_workers_capped", wanted=wanted, allowed=allowed,
+                    reason=f"{connections} database connections, {CONNECTIONS_KEPT_FROM_CALLBACKS} kept for "
+                           "RPC, events and timers")
+    return min(wanted, allowed)
+
+
 def _callback_pool(container):
     pool = getattr(container, "_portal_callback_pool", None)
     if pool is None:
-        pool = _CallbackPool(get_int(container.config, "CALLBACK_WORKERS", DEFAULTS["CALLBACK_WORKERS"]))
+        pool = _CallbackPool(callback_workers(container.config))
         container._portal_callback_pool = pool
     return pool
 
