@@ -30,6 +30,7 @@ from nameko.exceptions import UnknownService
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from bench.ceilings import metadata
+from bench.sections.notify_latency import process_cpu_seconds
 from portal_shared.relay import ConfirmingPublisher
 from portal_shared.testing.plugin import FreshDatabase
 from tests.helpers import free_port
@@ -179,16 +180,6 @@ def rpc_calls(amqp_uri):
             "calls_per_second": round(calls[0] / (time.perf_counter() - started), 1)}
 
 
-def process_cpu_seconds(pids):
-    """User + system CPU seconds used so far by these processes (``/proc/<pid>/stat``)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
-
-
 def raw_pika(amqp_uri):
     """Messages/s published to a durable queue with up to 500 confirms outstanding."""
     exchange = "bench_pika.events"
@@ -236,7 +227,7 @@ def run(stack, args):
         _wait_rpc(stack.amqp_uri, source)
         result = {"http_insert": http_insert(f"http://127.0.0.1:{port}/insert")}
         # the CPU Nameko itself spends per event and per call: both Nameko processes and this client process
-        used = lambda: process_cpu_seconds([ceiling.popen.pid, source.popen.pid, os.getpid()])  # noqa: E731
+        used = lambda: sum(map(process_cpu_seconds, (ceiling.popen.pid, source.popen.pid, os.getpid())))  # noqa: E731
         before = used()
         result["event_dispatcher"] = dispatcher_events(stack.amqp_uri, f"http://127.0.0.1:{port}/handled")
         middle = used()

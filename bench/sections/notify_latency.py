@@ -84,38 +84,40 @@ def _pool_run(amqp_uri, count, work, clients=CLIENTS):
     return results, errors
 
 
+def process_cpu_seconds(pid):
+    """CPU time (user + system) used so far by one process (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(stack):
     """CPU time (user + system) used so far by each Procfile process, by label."""
-    ticks = os.sysconf("SC_CLK_TCK")
     used = {}
     for process in stack.processes:
         try:
-            fields = Path(f"/proc/{process.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            used[process.label] = (int(fields[11]) + int(fields[12])) / ticks
+            used[process.label] = process_cpu_seconds(process.popen.pid)
         except (OSError, IndexError, ValueError):
             used[process.label] = None
     return used
 
 
+def _management(stack, collection):
+    """``GET /api/<collection>/<the stack's vhost>`` of the management API, decoded."""
+    parsed = urlparse(os.environ.get("RABBIT_API_URI") or "http://guest:guest@127.0.0.1:15672")
+    vhost = urlparse(stack.amqp_uri).path.lstrip("/")
+    url = f"{parsed.scheme}://{parsed.hostname}:{parsed.port or 15672}/api/{collection}/{quote(vhost, safe='')}"
+    return requests.get(url, auth=(parsed.username or "guest", parsed.password or "guest"), timeout=10).json()
+
+
 def queued_messages(stack):
     """Messages ready or unacknowledged in every queue of the stack's vhost (management API)."""
-    api = os.environ.get("RABBIT_API_URI") or "http://guest:guest@127.0.0.1:15672"
-    parsed = urlparse(api)
-    vhost = urlparse(stack.amqp_uri).path.lstrip("/")
-    url = f"{parsed.scheme}://{parsed.hostname}:{parsed.port or 15672}/api/queues/{quote(vhost, safe='')}"
-    queues = requests.get(url, auth=(parsed.username or "guest", parsed.password or "guest"), timeout=10).json()
-    return sum((queue.get("messages") or 0) for queue in queues)
+    return sum((queue.get("messages") or 0) for queue in _management(stack, "queues"))
 
 
 def vhost_message_stats(stack):
     """``{"published": n, "delivered": n}`` so far in the stack's vhost (management API; its figures lag a
     few seconds: read after ``wait_idle``)."""
-    api = os.environ.get("RABBIT_API_URI") or "http://guest:guest@127.0.0.1:15672"
-    parsed = urlparse(api)
-    vhost = urlparse(stack.amqp_uri).path.lstrip("/")
-    url = f"{parsed.scheme}://{parsed.hostname}:{parsed.port or 15672}/api/vhosts/{quote(vhost, safe='')}"
-    stats = requests.get(url, auth=(parsed.username or "guest", parsed.password or "guest"),
-                         timeout=10).json().get("message_stats") or {}
+    stats = _management(stack, "vhosts").get("message_stats") or {}
     return {"published": stats.get("publish", 0), "delivered": stats.get("deliver_get", 0)}
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
 from portal_shared import outbox
+from portal_shared.config import get_int
 from portal_shared.logs import get_logger
 from portal_shared.sqltypes import UtcDateTime  # noqa: F401  (re-exported for the services)
 
@@ -41,6 +42,13 @@ _poll, _POLLIN = _real_poll(), select.POLLIN
 # Every process of every service counts against PostgreSQL's ``max_connections`` (100 by default).
 DEFAULT_POOL_SIZE = 8
 DEFAULT_POOL_MAX_OVERFLOW = 0
+
+
+def pool_settings(config):
+    """``{"pool_size": n, "max_overflow": n}`` from a service's config (``DB_POOL_SIZE``,
+    ``DB_POOL_MAX_OVERFLOW``), for ``create_db_engine`` and whoever must stay within them."""
+    return {"pool_size": get_int(config, "DB_POOL_SIZE", DEFAULT_POOL_SIZE),
+            "max_overflow": get_int(config, "DB_POOL_MAX_OVERFLOW", DEFAULT_POOL_MAX_OVERFLOW)}
 
 
 def create_db_engine(url, pool_size=DEFAULT_POOL_SIZE, max_overflow=DEFAULT_POOL_MAX_OVERFLOW):

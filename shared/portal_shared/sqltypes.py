@@ -14,7 +14,12 @@ def on_postgresql(bind):
 
 def dialect_insert(bind, table):
     """The INSERT of ``bind``'s database, with its ``on_conflict_*`` clauses."""
-    return (postgresql.insert if on_postgresql(bind) else sqlite.insert)(table)
+    return insert_for(on_postgresql(bind), table)
+
+
+def insert_for(is_postgresql, table):
+    """``dialect_insert`` for a statement built once per kind of database, before any bind is at hand."""
+    return (postgresql.insert if is_postgresql else sqlite.insert)(table)
 
 
 class UtcDateTime(sa.types.TypeDecorator):

@@ -7,13 +7,11 @@ one statement here (``SqlRecords.mark_changed``, ``SqlFees.record``: upserts, no
 import functools
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from portal_sync.domain.records import PaidFee
 from portal_sync.domain.sync import BackfillJob, SyncRecord
 from portal_sync.orm import SyncDossier, SyncFee, SyncJob
-from portal_shared.sqltypes import dialect_insert, on_postgresql
+from portal_shared.sqltypes import dialect_insert, insert_for, on_postgresql
 
 records = SyncDossier.__table__
 fees = SyncFee.__table__
@@ -34,7 +32,7 @@ def _mark_changed_statement(postgresql, refetch):
     """The upsert of ``mark_changed``, built once per database kind (its values are parameters): built per
     call, its ``excluded`` columns and cache key were a few per cent of the service's CPU."""
     columns = ("dossier_code",) + RECORD_FIELDS
-    insert = (pg_insert if postgresql else sqlite_insert)(records).values(
+    insert = insert_for(postgresql, records).values(
         {name: sa.bindparam(name) for name in columns})
     changes = {
         "pending": sa.true(),

@@ -14,9 +14,8 @@ import sqlalchemy as sa
 from nameko.extensions import DependencyProvider
 from sqlalchemy.orm import sessionmaker
 
-from portal_shared.config import get_bool, get_float, get_int, get_str
-from portal_shared.db import (DEFAULT_POOL_MAX_OVERFLOW, DEFAULT_POOL_SIZE, RetryingSession, UnitOfWork,
-                              create_db_engine)
+from portal_shared.config import get_bool, get_float, get_str
+from portal_shared.db import RetryingSession, UnitOfWork, create_db_engine, pool_settings
 from portal_shared.extensions.relay import OutboxRelayExtension
 from portal_shared.inbox import prune_inbox
 from portal_shared.logs import configure_logging, get_logger
@@ -51,8 +50,7 @@ class Database(DependencyProvider):
         url = get_str(config, self.url_key)
         if not url:
             raise RuntimeError(f"{self.url_key} is not configured")
-        self.engine = create_db_engine(url, pool_size=get_int(config, "DB_POOL_SIZE", DEFAULT_POOL_SIZE),
-                                       max_overflow=get_int(config, "DB_POOL_MAX_OVERFLOW", DEFAULT_POOL_MAX_OVERFLOW))
+        self.engine = create_db_engine(url, **pool_settings(config))
         if get_bool(config, "DATABASE_MIGRATE_ON_START", True):
             upgrade_database(self.engine, self.migrations)
         self.sessionmaker = sessionmaker(bind=self.engine, expire_on_commit=False, class_=RetryingSession)

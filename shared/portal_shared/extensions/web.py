@@ -43,7 +43,7 @@ from nameko.web.server import HttpOnlyProtocol, WebServer
 from werkzeug.wrappers import Response
 
 from portal_shared.config import get_float, get_int
-from portal_shared.db import DEFAULT_POOL_MAX_OVERFLOW, DEFAULT_POOL_SIZE
+from portal_shared.db import pool_settings
 from portal_shared.extensions.entrypoints import SignatureCheckedOnce
 from portal_shared.logs import get_logger
 
@@ -264,8 +264,7 @@ def callback_workers(config):
     """``CALLBACK_WORKERS``, capped so that the callbacks can hold at most the process's database
     connections (``DB_POOL_SIZE`` + ``DB_POOL_MAX_OVERFLOW``) less ``CONNECTIONS_KEPT_FROM_CALLBACKS``."""
     wanted = get_int(config, "CALLBACK_WORKERS", DEFAULTS["CALLBACK_WORKERS"])
-    connections = (get_int(config, "DB_POOL_SIZE", DEFAULT_POOL_SIZE)
-                   + get_int(config, "DB_POOL_MAX_OVERFLOW", DEFAULT_POOL_MAX_OVERFLOW))
+    connections = sum(pool_settings(config).values())
     allowed = max(1, connections - CONNECTIONS_KEPT_FROM_CALLBACKS)
     if wanted > allowed:
         log.warning("callback_workers_capped", wanted=wanted, allowed=allowed,
