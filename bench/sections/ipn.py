@@ -9,18 +9,14 @@ consume: the pipeline is running. The figures: IPNs answered ``00`` per second, 
 request (p50 / p99), any other answer.
 """
 import json
-import shutil
-import signal
 import socket
-import subprocess
-import sys
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from urllib.parse import urlencode, urlparse
 
 import eventlet
 
+from bench.profiling import Profiler
 from bench.sections.notify_latency import cpu_seconds, percentile
 from bench.sections.submit_accept_pay import ms
 from payment.gateways.vnpay import sign_params
@@ -131,33 +127,6 @@ def rsp_code(status, body):
         return json.loads(body)["RspCode"]
     except (ValueError, KeyError):
         return "unreadable"
-
-
-class Profiler:
-    """``py-spy record`` of each process of ``services`` while the IPNs run (``--profile DIR``,
-    ``--profile-services``): raw collapsed stacks of the busy samples, one file per process, summed up by
-    ``bench/profile_summary.py``."""
-
-    def __init__(self, stack, directory, services="payment"):
-        self.records = []
-        if not directory:
-            return
-        py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-        Path(directory).mkdir(parents=True, exist_ok=True)
-        for process in stack.processes:
-            if services == "all" or process.name in services.split(","):
-                output = Path(directory) / f"{process.label}.txt"
-                self.records.append((output, subprocess.Popen(
-                    [py_spy, "record", "--pid", str(process.popen.pid), "--format", "raw", "--rate", "200",
-                     "--nonblocking", "--output", str(output)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)))
-        time.sleep(1.0)  # attached before the first IPN
-
-    def stop(self):
-        for _, recorder in self.records:
-            recorder.send_signal(signal.SIGINT)
-        for _, recorder in self.records:
-            recorder.wait(30)
-        return [str(output) for output, _ in self.records]
 
 
 def ipn_targets(stack, paid, first_index=0):

@@ -19,6 +19,7 @@ import eventlet
 import requests
 from nameko.standalone.rpc import ClusterRpcProxy
 
+from bench.profiling import Profiler
 from tests.helpers import bearer_token  # a staff caller: officer, finance and operator
 
 NAME = "notify_latency"
@@ -144,6 +145,8 @@ def run(stack, args):
     submit_seconds = time.time() - submit_started
     wait_idle(stack)  # the submitted events are consumed: measure the accepts alone
 
+    profile_dir = getattr(args, "profile", None)
+    profiler = Profiler(stack, profile_dir and str(Path(profile_dir) / NAME), getattr(args, "profile_services", "payment"))
     cpu_before = cpu_seconds(stack)
     start_at = time.time() + 1.0
     lateness = []
@@ -187,6 +190,7 @@ def run(stack, args):
         from_schedule.append(first - scheduled)
         points.append((returned - start_at, first - returned))
     cpu_after = cpu_seconds(stack)
+    profiles = profiler.stop()
     cpu_ms_per_dossier = {label: round((cpu_after[label] - cpu_before[label]) * 1000 / max(1, len(wanted)), 2)
                           for label in cpu_before if cpu_before[label] is not None and cpu_after.get(label) is not None}
     duplicates = sum(1 for times in arrivals.values() if len(times) > 1)
@@ -216,6 +220,7 @@ def run(stack, args):
         "latency_slope_seconds_per_second": None if slope(points) is None else round(slope(points), 4),
         # CPU of each process from the first accept until every SMS arrived, per accepted dossier
         "cpu_ms_per_dossier": cpu_ms_per_dossier,
+        "profiles": profiles,
     }
     figures["table"] = [
         ("accepts/s achieved (target)", f"{figures['achieved_accepts_per_second']} ({rate:g})", f"{rate:g}"),

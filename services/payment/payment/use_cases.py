@@ -68,11 +68,20 @@ def record_dossier_status(command, uow, settings=None):
     """
     now = command.now or utcnow()
     event = command.event
+    dossier_code, new_status = event["dossier_code"], event["new_status"]
+    if not _concerns_payment(event):
+        return  # most changes (submitted, accepted, processing, ...): nothing to do, no transaction
     with uow:
         if not uow.inbox.claim(command.consumer, event["event_id"]):
             return
-        dossier_code, new_status = event["dossier_code"], event["new_status"]
-        if new_status == PAYMENT_REQUESTED and (event.get("fee_amount") or 0) > 0:
+        if new_status in CLOSING_STATUSES:
+            reason = f"dossier {new_status}"
+            for payment in uow.payments.succeeded_for_update(dossier_code):
+                payment.queue_refund(reason, now, {"event": event})
+            charge = uow.charges.get_for_update(dossier_code)
+            if charge is not None:
+                charge.cancel(now)
+        else:  # a fee falling due
             charge = uow.charges.add_if_missing(Charge(
                 dossier_code=dossier_code, amount=event["fee_amount"], status=ChargeStatus.due,
                 procedure_name=event.get("procedure_name"), agency_code=event.get("agency_code"),
@@ -80,14 +89,14 @@ def record_dossier_status(command, uow, settings=None):
             ))
             charge.announce(event["fee_amount"], event.get("procedure_name"), event.get("agency_code"),
                             event["event_id"], now)
-        elif new_status in CLOSING_STATUSES:
-            reason = f"dossier {new_status}"
-            for payment in uow.payments.succeeded_for_update(dossier_code):
-                payment.queue_refund(reason, now, {"event": event})
-            charge = uow.charges.get_for_update(dossier_code)
-            if charge is not None:
-                charge.cancel(now)
         uow.commit()
+
+
+def _concerns_payment(event):
+    """A fee falling due or a dossier closing; every other change leaves payment as it is (and so needs
+    neither a transaction nor an inbox row to stay idempotent)."""
+    new_status = event["new_status"]
+    return (new_status == PAYMENT_REQUESTED and (event.get("fee_amount") or 0) > 0) or new_status in CLOSING_STATUSES
 
 
 def learn_charge(command, uow, settings=None):

@@ -1,7 +1,9 @@
 """The delivery loop: a managed thread per process that reports pending dossiers to the portal.
 
 Woken right after an event is recorded, and at least every
-``PORTAL_SYNC_TICK_SECONDS``; each round claims up to ``PORTAL_SYNC_BATCH_SIZE``
+``PORTAL_SYNC_TICK_SECONDS``; a wake-up first lets ``PORTAL_SYNC_GATHER_SECONDS``
+(0.5 s) of further changes gather, so a busy hour sends full lists rather than
+one round (a transaction, a ``get_dossier`` wait, an HTTP call) per event. Each round claims up to ``PORTAL_SYNC_BATCH_SIZE``
 due dossiers (rows locked ``FOR UPDATE SKIP LOCKED``, so replicas share the
 work) and sends them in one ``data`` list per operation. While the adapter is
 away the loop waits ``PORTAL_SYNC_BACKOFF_SECONDS``, doubled per failed round
@@ -36,6 +38,7 @@ class PortalDelivery(DependencyProvider):
         config = self.container.config
         self.settings = PortalSettings.from_config(config)
         self.tick_seconds = get_float(config, "PORTAL_SYNC_TICK_SECONDS", 1.0)
+        self.gather_seconds = max(0.0, get_float(config, "PORTAL_SYNC_GATHER_SECONDS", 0.5))
         self.batch_size = max(1, get_int(config, "PORTAL_SYNC_BATCH_SIZE", 50))
         self.backoff_seconds = get_float(config, "PORTAL_SYNC_BACKOFF_SECONDS", 2.0)
         self.max_backoff_seconds = get_float(config, "PORTAL_SYNC_MAX_BACKOFF_SECONDS", 300.0)
@@ -83,8 +86,8 @@ class PortalDelivery(DependencyProvider):
         while self._running:
             if failures:  # backing off: an event arriving meanwhile does not cut the wait short
                 self._stopping.wait(self._delay(failures))
-            else:
-                self._wake.wait(self.tick_seconds)
+            elif self._wake.wait(self.tick_seconds) and self.gather_seconds:
+                self._stopping.wait(self.gather_seconds)  # let the changes of the next moments join this round
             self._wake.clear()
             if not self._running:
                 break

@@ -84,6 +84,12 @@ def test_a_fee_announced_becomes_a_due_charge_once_per_event(h):
     assert (charge.status, charge.amount, charge.agency_code) == (ChargeStatus.due, 200_000, "STP-HN")
 
 
+@pytest.mark.parametrize("new_status, fee", [("accepted", 0), ("processing", 200_000), ("payment_requested", 0)])
+def test_a_change_that_concerns_no_fee_opens_no_transaction(h, new_status, fee):
+    h.announce(new_status=new_status, fee=fee)
+    assert h.uow.commits == 0 and h.uow.charge(DOSSIER) is None
+
+
 def test_a_new_fee_updates_a_due_charge_but_never_a_paid_one(due):
     due.announce(fee=250_000)
     assert due.uow.charge(DOSSIER).amount == 250_000
