@@ -156,8 +156,9 @@ class Process:
 class Stack:
     """Every Procfile line as processes: ``replicas`` of each service, one of every helper line."""
 
-    def __init__(self, amqp_uri, databases, log_dir, replicas=1, only=None, extra_env=None):
+    def __init__(self, amqp_uri, databases, log_dir, replicas=1, only=None, extra_env=None, fast_timers=True):
         self.amqp_uri = amqp_uri
+        self.fast_timers = fast_timers  # False: every timer at its production default (the bench)
         self.databases = databases
         self.log_dir = Path(log_dir)
         self.replicas = replicas
@@ -223,7 +224,7 @@ class Stack:
             "NATIONAL_PORTAL_USERNAME": "e2e-lgsp",
             "NATIONAL_PORTAL_PASSWORD": "e2e-lgsp-password",
             "NATIONAL_PORTAL_AGENCY_CODE": "000.00.00.H29",
-            **FAST_TIMERS,
+            **(FAST_TIMERS if self.fast_timers else {}),
         })
         for service, database in self.databases.items():
             env[f"{service.upper()}_DATABASE_URL"] = database.url

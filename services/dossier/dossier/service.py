@@ -25,6 +25,7 @@ from portal_shared.extensions.events import EventSignatures, ParkEvent, reliable
 from portal_shared.extensions.health import HealthEndpoints, Monitoring
 from portal_shared.extensions.logs import WorkerLogContext
 from portal_shared.extensions.rpc import rpc
+from portal_shared.extensions.runtime import StartupHeapFrozen
 
 PAID_STATUSES = ("succeeded", "refund_pending", "refunded")  # refunds only ever follow a success
 INBOX_CONSUMER = "dossier.on_payment_succeeded"
@@ -37,6 +38,7 @@ class DossierService(HealthEndpoints):
     log = WorkerLogContext()
     db = Database(migrations="dossier:migrations")
     monitoring = Monitoring()
+    runtime = StartupHeapFrozen()  # no full collection walks the start-up heap (portal_shared.runtime)
     catalogue = ProcedureCatalogue()
     caller = CallerIdentity()
     payment_rpc = ServiceRpcProxy("payment")  # confirms unsigned payment events, with dossier's own service token

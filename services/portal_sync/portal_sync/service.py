@@ -9,6 +9,7 @@ from portal_shared.extensions.events import reliable_event_handler
 from portal_shared.extensions.health import HealthEndpoints, Monitoring
 from portal_shared.extensions.logs import WorkerLogContext
 from portal_shared.extensions.rpc import rpc
+from portal_shared.extensions.runtime import StartupHeapFrozen
 from portal_sync import use_cases
 from portal_sync.commands import RecordFee, RecordStatusChange
 from portal_sync.delivery import PortalDelivery
@@ -29,6 +30,7 @@ class PortalSyncService(HealthEndpoints):
     log = WorkerLogContext()
     db = Database(migrations="portal_sync:migrations", relay_events=False)
     monitoring = Monitoring()
+    runtime = StartupHeapFrozen()  # no full collection walks the start-up heap (portal_shared.runtime)
     catalogue = NationalCatalogue()
     dossiers = Dossiers()
     caller = CallerIdentity()

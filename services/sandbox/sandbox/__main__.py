@@ -6,6 +6,8 @@ import sys
 
 from werkzeug.serving import make_server
 
+from portal_shared.runtime import freeze_startup_heap
+
 from sandbox.app import SandboxApp
 from sandbox.config import Settings
 from sandbox.fakes.server import HangUpHandler
@@ -32,6 +34,7 @@ def main():
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)
+    freeze_startup_heap()  # no 100 ms full collections under load (portal_shared.runtime)
     log.info("sandbox listening: http://%s:%s (outbox at /outbox), SMTP %s:%s, IPNs to %s",
              settings.http_host, settings.http_port, settings.smtp_host, settings.smtp_port,
              settings.payment_callback_base_url)
