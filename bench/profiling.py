@@ -23,7 +23,7 @@ class Profiler:
                 output = Path(directory) / f"{process.label}.txt"
                 self.records.append((output, subprocess.Popen(
                     [py_spy, "record", "--pid", str(process.popen.pid), "--format", "raw", "--rate", "200",
-                     "--nonblocking", "--output", str(output)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)))
+                     "--nonblocking", "--gil", "--output", str(output)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)))
         time.sleep(1.0)  # attached before the first request
 
     def stop(self):

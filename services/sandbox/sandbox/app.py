@@ -69,8 +69,8 @@ class SandboxApp:
 
     def outbox_json(self, request):
         """Messages newest first; ``?channel=sms|email``, ``?to=``, ``?provider=``, ``?contains=`` filter."""
-        messages = self.store.outbox()
-        for name in ("channel", "to", "provider"):
+        messages = self.store.outbox(channel=request.args.get("channel") or None)
+        for name in ("to", "provider"):
             if request.args.get(name):
                 messages = [m for m in messages if m[name] == request.args[name]]
         if request.args.get("contains"):

@@ -21,6 +21,7 @@ class _Sessions(threading.local):
     def session(self):
         if not hasattr(self, "_session"):
             self._session = requests.Session()
+            self._session.trust_env = False  # callbacks go to the services themselves: no proxy, no netrc
         return self._session
 
 

@@ -60,21 +60,23 @@ class OutboxSmtpHandler(RecordingSmtpHandler):
             return f"{fault} Sandbox: injected failure"
         reply = await super().handle_DATA(server, session, envelope)
         raw = envelope.original_content or envelope.content
-        parsed = email.message_from_bytes(raw, policy=email.policy.default)
-        text_part = parsed.get_body(preferencelist=("plain",))
-        html_part = parsed.get_body(preferencelist=("html",))
         for recipient in envelope.rcpt_tos:
-            self.store.add_message(
-                "email", "smtp", recipient,
-                text=text_part.get_content() if text_part is not None else "",
-                subject=str(parsed.get("Subject", "")),
-                html=html_part.get_content() if html_part is not None else None,
-                mail_from=envelope.mail_from,
-                from_header=str(parsed.get("From", "")),
-                message_id=str(parsed.get("Message-ID", "")),
-                raw=raw[:4000].decode("utf-8", "replace"),
-            )
+            self.store.add_message("email", "smtp", recipient, text=None, mail_from=envelope.mail_from,
+                                   raw=raw[:4000].decode("utf-8", "replace"), decode=lambda: decode_mail(raw))
         return reply
+
+
+def decode_mail(raw):
+    """The outbox fields of one accepted e-mail (``Store.add_message``'s ``decode``)."""
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    text_part = parsed.get_body(preferencelist=("plain",))
+    html_part = parsed.get_body(preferencelist=("html",))
+    return {
+        "text": text_part.get_content() if text_part is not None else "",
+        "subject": str(parsed.get("Subject", "")),
+        "html": html_part.get_content() if html_part is not None else None,
+        "meta": {"from_header": str(parsed.get("From", "")), "message_id": str(parsed.get("Message-ID", ""))},
+    }
 
 
 def start_smtp(store, host, port):

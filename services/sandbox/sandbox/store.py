@@ -50,13 +50,18 @@ class Store:
         self.lock = threading.RLock()
         self._ids = itertools.count(1)
         self.messages = []  # SMS and e-mails, oldest first
+        self._undecoded = []  # (message, decode) not read yet
+        self._decoding = threading.Lock()
         self.callbacks = []  # IPNs and receipts the sandbox sent, with the answers
         self.faults = Faults()
 
     def next_id(self):
         return next(self._ids)
 
-    def add_message(self, channel, provider, to, text, subject=None, html=None, **meta):
+    def add_message(self, channel, provider, to, text, subject=None, html=None, decode=None, **meta):
+        """``decode()``, when given, returns the fields still to fill (``text``, ``subject``, ``html``,
+        ``meta``); it runs when the outbox is first read, not while the provider answers (parsing a MIME
+        e-mail costs the sink more than everything else it does for it)."""
         with self.lock:
             message = {
                 "id": self.next_id(),
@@ -69,13 +74,25 @@ class Store:
                 "html": html,
                 "meta": meta,
             }
+            if decode is not None:
+                self._undecoded.append((message, decode))
             self.messages.append(message)
             return message
 
-    def outbox(self):
-        """Messages newest first."""
-        with self.lock:
-            return list(reversed(self.messages))
+    def outbox(self, channel=None):
+        """Messages newest first (of one ``channel`` only, if given). Messages of that channel not decoded
+        yet are decoded here, outside ``lock``, so a fake answering meanwhile never waits for it; readers
+        take turns, so none sees a message another is still decoding."""
+        with self._decoding:
+            with self.lock:
+                undecoded = [item for item in self._undecoded if channel in (None, item[0]["channel"])]
+                self._undecoded = [item for item in self._undecoded if channel not in (None, item[0]["channel"])]
+            decoded = [(message, decode()) for message, decode in undecoded]
+            with self.lock:
+                for message, fields in decoded:
+                    message["meta"].update(fields.pop("meta", {}))
+                    message.update(fields)
+                return [message for message in reversed(self.messages) if channel in (None, message["channel"])]
 
     def add_callback(self, kind, url, request, status, answer):
         with self.lock:
