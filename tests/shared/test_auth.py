@@ -21,6 +21,26 @@ def test_a_good_token_gives_the_caller():
     assert not caller.serves("CA-HN") and not caller.has("finance")
 
 
+def test_a_token_verified_once_still_expires_and_still_needs_its_own_secret():
+    token = make_token(SETTINGS.secret, "can-bo-2", ["officer"], ["STP-HN"], ttl_seconds=2)
+    assert verify(f"Bearer {token}", SETTINGS).subject == "can-bo-2"
+    assert verify(f"Bearer {token}", SETTINGS).subject == "can-bo-2"  # the second time from the cache
+    rotated = AuthSettings(secret="another-unit-test-secret-0123456789abcdef")
+    with pytest.raises(Unauthorized, match="signature"):
+        verify(f"Bearer {token}", rotated)
+    time.sleep(2.1)
+    with pytest.raises(Unauthorized, match="expired"):
+        verify(f"Bearer {token}", SETTINGS)
+
+
+def test_a_refused_token_is_refused_every_time():
+    token = make_token(SETTINGS.secret, "x", ["officer"])
+    tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    for _ in range(2):
+        with pytest.raises(Unauthorized):
+            verify(f"Bearer {tampered}", SETTINGS)
+
+
 @pytest.mark.parametrize("claims, reason", [
     ({"sub": "x", "roles": ["citizen"]}, "id_number"),
     ({"sub": "x", "roles": ["citizen"], "id_number": "００１０９９０１２３４５"}, "id_number"),
