@@ -5,7 +5,9 @@ PostgreSQL runs the same use cases in the service and pipeline tests; its batch 
 """
 from datetime import timedelta
 
+import eventlet
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 
 from notify.commands import (
@@ -16,7 +18,7 @@ from notify.commands import (
     RecordOutcomes,
     ResendNotifications,
 )
-from notify.domain.model import Outcome, RetryPolicy, Status
+from notify.domain.model import Outcome, RetryPolicy, Status, attempt_result
 from notify.messagebus import MessageBus
 from notify.orm import Base
 from notify.unit_of_work import SqlUnitOfWork
@@ -75,3 +77,67 @@ def test_a_notification_is_recorded_claimed_sent_and_delivered_on_sqlite(bus, en
     assert [n.id for n in bus.handle(ResendNotifications(reference="D-1", now=now))] == [email_id]
     assert {n.channel: (n.status, n.attempts) for n in list_notifications(bus.uow, "D-1")}["email"] == (
         Status.CREATED, 0)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_engine(request):
+    """The SQL repositories on SQLite and on PostgreSQL (a fresh database migrated to head)."""
+    if request.param == "sqlite":
+        yield request.getfixturevalue("engine")
+        return
+    database = request.getfixturevalue("notify_database")
+    database.truncate()
+    yield database.engine
+    database.truncate()
+
+
+def _bus(engine):
+    return MessageBus(SqlUnitOfWork(UnitOfWork(sessionmaker(bind=engine, expire_on_commit=False), relay=None)),
+                      settings=SETTINGS)
+
+
+def _claimed_sms(bus, now):
+    event = {"event_id": "e-early", "dossier_code": "D-EARLY", "new_status": "accepted",
+             "applicant": {"full_name": "An", "phone": "0912345678"}}
+    [sms_id] = bus.handle(NotifyDossierStatusChanged("c", event, now=now))
+    return sms_id, bus.handle(ClaimDeliveries((Delivery(sms_id, 0),), now=now))[sms_id]
+
+
+def test_a_receipt_before_the_outcome_is_kept_and_applied_with_it(any_engine):
+    bus, now = _bus(any_engine), utcnow()
+    sms_id, claimed = _claimed_sms(bus, now)
+    kept = bus.handle(ApplySmsReceipt("esms", "SMS-E1", Status.DELIVERED, sms_id, now=now))
+    assert (kept.status, kept.kept_for_outcome) == (Status.SENDING, True)
+    assert bus.handle(ApplySmsReceipt("esms", "SMS-E1", Status.DELIVERED, "not-a-message", now=now)) is None
+    bus.handle(RecordOutcomes(((claimed, Outcome(Status.SENT, "esms", "SMS-E1")),), now=now + timedelta(seconds=1)))
+    [sms] = list_notifications(bus.uow, "D-EARLY")
+    assert (sms.status, sms.provider_reference, sms.delivered_at) == (Status.DELIVERED, "SMS-E1",
+                                                                      now + timedelta(seconds=1))
+    with any_engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT count(*) FROM early_receipts")).scalar() == 0
+    bus.uow.close()
+
+
+def test_a_receipt_arriving_while_the_outcome_commits_is_applied_once_it_has(notify_database):
+    """PostgreSQL: the outcome's transaction holds the row; the receipt waits for it, then applies."""
+    notify_database.truncate()
+    engine, now = notify_database.engine, utcnow()
+    bus = _bus(engine)
+    sms_id, claimed = _claimed_sms(bus, now)
+    recording = _bus(engine)
+    with recording.uow:
+        recording.uow.notifications.record_attempts([(sms_id, claimed.attempts, _sent("SMS-E2", now))], now)
+        receipt = eventlet.spawn(bus.handle, ApplySmsReceipt("esms", "SMS-E2", Status.DELIVERED, sms_id, now=now))
+        eventlet.sleep(0.3)  # the receipt is waiting on the row now
+        recording.uow.commit()
+    applied = receipt.wait()
+    assert (applied.status, applied.kept_for_outcome) == (Status.DELIVERED, False)
+    [sms] = list_notifications(bus.uow, "D-EARLY")
+    assert sms.status == Status.DELIVERED
+    bus.uow.close()
+    recording.uow.close()
+    notify_database.truncate()
+
+
+def _sent(reference, now):
+    return attempt_result(Outcome(Status.SENT, "esms", reference), 1, SETTINGS.policy, now)

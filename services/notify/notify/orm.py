@@ -60,3 +60,17 @@ class DossierContactRow(Base):
     phone: Mapped[str | None] = mapped_column(sa.String(16), nullable=True)
     email: Mapped[str | None] = mapped_column(sa.String(254), nullable=True)
     updated_at = mapped_column(UtcDateTime(), nullable=False)
+
+
+class EarlyReceiptRow(Base):
+    """A delivery receipt that named a message whose send outcome was not recorded yet (the provider
+    answered and sent its receipt while the outcome waited for its batch, or for the database). It is
+    applied, and deleted, with that outcome; one nobody claims is pruned after a day."""
+
+    __tablename__ = "early_receipts"
+
+    notification_id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    provider: Mapped[str] = mapped_column(sa.String(16))
+    provider_reference: Mapped[str] = mapped_column(sa.String(128))
+    status: Mapped[str] = mapped_column(sa.String(32))
+    received_at = mapped_column(UtcDateTime(), nullable=False)

@@ -16,11 +16,12 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from notify.domain.model import LOST_ON_LAST_ATTEMPT, RECEIPT_APPLIES_TO, Contact, Message, Notification, Status
-from notify.orm import DossierContactRow, NotificationRow
+from notify.orm import DossierContactRow, EarlyReceiptRow, NotificationRow
 from portal_shared.sqltypes import on_postgresql
 
 notifications = NotificationRow.__table__
 contacts = DossierContactRow.__table__
+early_receipts = EarlyReceiptRow.__table__
 
 NOTIFICATION_FIELDS = tuple(column.name for column in notifications.c)
 # what the timer, a resend or an operator changes on a loaded notification
@@ -100,6 +101,25 @@ def _upsert_contact(insert):
 
 
 UPSERT_CONTACT = {True: _upsert_contact(postgresql.insert), False: _upsert_contact(sqlite.insert)}
+
+
+def _keep_early_receipt(insert):
+    """A later receipt for the same message replaces the earlier one."""
+    statement = insert(early_receipts)
+    return statement.on_conflict_do_update(
+        index_elements=[early_receipts.c.notification_id],
+        set_={name: statement.excluded[name] for name in ("provider", "provider_reference", "status", "received_at")},
+    )
+
+
+KEEP_EARLY_RECEIPT = {True: _keep_early_receipt(postgresql.insert), False: _keep_early_receipt(sqlite.insert)}
+# the early receipts of a batch of recorded outcomes, taken (deleted) in one statement
+TAKE_EARLY_RECEIPTS = (
+    early_receipts.delete()
+    .where(early_receipts.c.notification_id.in_(sa.bindparam("ids", expanding=True)))
+    .returning(early_receipts.c.notification_id, early_receipts.c.provider, early_receipts.c.provider_reference,
+               early_receipts.c.status)
+)
 
 
 def notification_from_row(row):
@@ -240,6 +260,33 @@ class SqlNotifications:
             "r_status": status, "r_now": now,
         }).first()
         return (row[0], row[1]) if row is not None else None
+
+    def keep_early_receipt(self, provider, provider_reference, status, notification_id, now):
+        """Keep a receipt for the SMS ``notification_id`` when it is still ``sending`` (its outcome not recorded
+        yet), to apply with that outcome; returns whether it was kept. Locks the row first (on PostgreSQL):
+        an outcome being recorded meanwhile is committed before this looks, and the caller's second
+        ``apply_receipt`` then finds it; one recorded after this commits finds the kept receipt."""
+        table = notifications.c
+        query = sa.select(table.status).where(table.id == notification_id, table.channel == "sms")
+        on_pg = on_postgresql(self._session)
+        status_now = self._session.execute(query.with_for_update() if on_pg else query).scalar()
+        if status_now != Status.SENDING:
+            return False
+        self._session.execute(KEEP_EARLY_RECEIPT[on_pg], {
+            "notification_id": notification_id, "provider": provider, "provider_reference": provider_reference,
+            "status": status, "received_at": now})
+        return True
+
+    def take_early_receipts(self, notification_ids):
+        """Delete and return ``[(notification_id, provider, provider_reference, status)]`` kept for these ids
+        (one statement; in the usual case it finds none)."""
+        if not notification_ids:
+            return []
+        return [tuple(row) for row in self._session.execute(TAKE_EARLY_RECEIPTS, {"ids": list(notification_ids)})]
+
+    def prune_early_receipts(self, cutoff):
+        """Receipts kept for a message whose outcome never came (kept before ``cutoff``)."""
+        return self._session.execute(early_receipts.delete().where(early_receipts.c.received_at < cutoff)).rowcount
 
     def prune_bodies(self, cutoff, pruned_body):
         """Blank subject and bodies of notifications that reached their recipient before ``cutoff``."""

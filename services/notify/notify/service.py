@@ -147,7 +147,8 @@ class NotifyService(health.HealthEndpoints):
         status = status_from_esms_receipt(receipt["SendStatus"], receipt.get("SendFailed"), receipt.get("SendSuccess"))
         applied = self._bus().handle(ApplySmsReceipt("esms", receipt["SMSID"], status, receipt.get("RequestId")))
         self.log.info("esms_receipt", notification_id=applied.notification_id if applied else None,
-                      send_status=receipt["SendStatus"], applied=applied is not None,
+                      send_status=receipt["SendStatus"], applied=applied is not None and not applied.kept_for_outcome,
+                      kept_for_outcome=bool(applied and applied.kept_for_outcome),
                       status=applied.status if applied else None)
         return json_response({"status": "received"})
 

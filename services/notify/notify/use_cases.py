@@ -33,6 +33,8 @@ from portal_shared.timeutil import isoformat, utcnow
 
 log = get_logger(__name__)
 
+EARLY_RECEIPT_RETENTION = timedelta(days=1)  # a receipt kept for an outcome that never came
+
 
 class NotificationNotFound(Exception):
     pass
@@ -71,6 +73,7 @@ class Claimed:
 class ReceiptApplied:
     notification_id: str
     status: str
+    kept_for_outcome: bool = False  # the outcome was not recorded yet: the receipt waits for it
 
 
 def dump_notification(notification):
@@ -236,10 +239,16 @@ def record_outcomes(command, uow, settings):
     with uow:
         uow.notifications.record_attempts(
             [(claimed.message.id, claimed.attempts, result) for claimed, _, result in results], now)
+        early = uow.notifications.take_early_receipts([claimed.message.id for claimed, _, _ in results])
+        applied = [uow.notifications.apply_receipt(provider, reference, status, now, notification_id=notification_id)
+                   for notification_id, provider, reference, status in early]
         uow.commit()
     for claimed, outcome, result in results:
         log.info("notification_attempted", notification_id=claimed.message.id, channel=claimed.message.channel,
                  status=result.status, provider=outcome.provider, attempt=claimed.attempts, error=outcome.error)
+    for (notification_id, _, _, _), changed in zip(early, applied):
+        log.info("early_receipt", notification_id=notification_id, applied=changed is not None,
+                 status=changed[1] if changed else None)
 
 
 def apply_sms_receipt(command, uow, settings=None):
@@ -248,15 +257,27 @@ def apply_sms_receipt(command, uow, settings=None):
     Only a message sent through that provider under the receipt's reference
     (and whose id is the receipt's, when it names one), still in flight
     (sending or sent), moves: never one that failed temporarily (it waits for
-    its retry), nor a final one.
+    its retry), nor a final one. A receipt naming a message still ``sending``
+    (the provider answered, its outcome is not recorded yet) is kept and
+    applied when the outcome is recorded (``record_outcomes``).
     """
     if not command.provider_reference or command.status is None:
         return None
     now = command.now or utcnow()
+    reference = str(command.provider_reference)
+    kept = False
     with uow:
-        changed = uow.notifications.apply_receipt(command.provider, str(command.provider_reference), command.status,
-                                                  now, notification_id=command.notification_id)
+        changed = uow.notifications.apply_receipt(command.provider, reference, command.status, now,
+                                                  notification_id=command.notification_id)
+        if changed is None and command.notification_id:
+            kept = uow.notifications.keep_early_receipt(command.provider, reference, command.status,
+                                                        command.notification_id, now)
+            if not kept:  # its outcome was recorded while this waited for the row: it applies now
+                changed = uow.notifications.apply_receipt(command.provider, reference, command.status, now,
+                                                          notification_id=command.notification_id)
         uow.commit()
+    if kept:
+        return ReceiptApplied(command.notification_id, Status.SENDING, kept_for_outcome=True)
     return ReceiptApplied(*changed) if changed is not None else None
 
 
@@ -281,9 +302,11 @@ def prune_bodies(command, uow, settings=None):
     recipient (sent or delivered) keeps its row (the audit trail) but loses its subject and bodies once
     older than the retention. Resendable ones keep their text: a resend sends what was decided then.
     Returns how many were blanked."""
-    cutoff = (command.now or utcnow()) - timedelta(days=command.retention_days)
+    now = command.now or utcnow()
+    cutoff = now - timedelta(days=command.retention_days)
     with uow:
         pruned = uow.notifications.prune_bodies(cutoff, PRUNED_BODY)
+        uow.notifications.prune_early_receipts(now - EARLY_RECEIPT_RETENTION)
         uow.commit()
     return pruned
 

@@ -24,6 +24,7 @@ class Store:
     contacts: dict = field(default_factory=dict)  # dossier_code → Contact
     outbox: list = field(default_factory=list)  # (event_type, payload, aggregate_key)
     inbox: set = field(default_factory=set)  # (consumer, event_id)
+    early_receipts: dict = field(default_factory=dict)  # notification id → (provider, reference, status, at)
 
 
 class FakeNotifications:
@@ -112,6 +113,23 @@ class FakeNotifications:
                     row.delivered_at = now
                 return row.id, row.status
         return None
+
+    def keep_early_receipt(self, provider, provider_reference, status, notification_id, now):
+        row = self._store.notifications.get(notification_id)
+        if row is None or row.channel != "sms" or row.status != Status.SENDING:
+            return False
+        self._store.early_receipts[notification_id] = (provider, provider_reference, status, now)
+        return True
+
+    def take_early_receipts(self, notification_ids):
+        return [(notification_id, *self._store.early_receipts.pop(notification_id)[:3])
+                for notification_id in notification_ids if notification_id in self._store.early_receipts]
+
+    def prune_early_receipts(self, cutoff):
+        old = [key for key, (_, _, _, at) in self._store.early_receipts.items() if at < cutoff]
+        for key in old:
+            del self._store.early_receipts[key]
+        return len(old)
 
     def prune_bodies(self, cutoff, pruned_body):
         pruned = 0

@@ -253,6 +253,40 @@ def test_a_receipt_marks_the_message_its_provider_sent_delivered(harness):
     assert harness.bus.handle(ApplySmsReceipt("esms", "SMS-1", Status.PERMANENT_FAILURE, now=NOW)) is None
 
 
+def test_a_receipt_before_its_outcome_is_recorded_is_applied_with_the_outcome(harness):
+    harness.dossier_event()
+    sms_id = harness.sms().id
+    claimed = harness.claim(Delivery(sms_id, 0))[sms_id]  # sending: the provider answered, the outcome waits
+    early = harness.bus.handle(ApplySmsReceipt("esms", "SMS-1", Status.DELIVERED, sms_id, now=NOW))
+    assert (early.notification_id, early.status, early.kept_for_outcome) == (sms_id, Status.SENDING, True)
+    assert harness.sms().status == Status.SENDING
+    later = NOW + timedelta(seconds=2)
+    harness.bus.handle(RecordOutcomes(((claimed, Outcome(Status.SENT, "esms", "SMS-1")),), now=later))
+    assert (harness.sms().status, harness.sms().delivered_at) == (Status.DELIVERED, later)
+    assert harness.uow.store.early_receipts == {}  # taken with the outcome
+
+
+def test_an_early_receipt_for_another_send_or_a_message_not_in_flight_is_not_applied(harness):
+    harness.dossier_event()
+    sms_id = harness.sms().id
+    assert harness.bus.handle(ApplySmsReceipt("esms", "SMS-1", Status.DELIVERED, sms_id, now=NOW)) is None  # queued
+    claimed = harness.claim(Delivery(sms_id, 0))[sms_id]
+    harness.bus.handle(ApplySmsReceipt("esms", "SMS-OTHER", Status.DELIVERED, sms_id, now=NOW))
+    harness.bus.handle(RecordOutcomes(((claimed, Outcome(Status.SENT, "esms", "SMS-1")),), now=NOW))
+    assert harness.sms().status == Status.SENT and harness.uow.store.early_receipts == {}
+
+
+def test_an_early_receipt_nobody_claims_is_pruned_after_a_day(harness):
+    harness.dossier_event()
+    sms_id = harness.sms().id
+    harness.claim(Delivery(sms_id, 0))
+    harness.bus.handle(ApplySmsReceipt("esms", "SMS-1", Status.DELIVERED, sms_id, now=NOW))
+    harness.bus.handle(PruneBodies(90, now=NOW + timedelta(hours=23)))
+    assert list(harness.uow.store.early_receipts) == [sms_id]
+    harness.bus.handle(PruneBodies(90, now=NOW + timedelta(hours=25)))
+    assert harness.uow.store.early_receipts == {}
+
+
 def test_a_receipt_that_is_not_final_or_names_nothing_changes_nothing(harness):
     harness.dossier_event()
     harness.send_sms(Outcome(Status.SENT, "esms", "SMS-1"))
