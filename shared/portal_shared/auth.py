@@ -146,12 +146,13 @@ _verified = _VerifiedTokens()
 
 def verify(header, settings):
     """The ``Caller`` of an ``authorization`` context value, or ``Unauthorized`` saying why."""
+    key = (settings.secret, settings.issuer, header)
     if settings.configured and isinstance(header, str):
-        caller = _verified.get((settings.secret, settings.issuer, header))
+        caller = _verified.get(key)
         if caller is not None:
             return caller
     caller, expires = _verify(header, settings)
-    _verified.put((settings.secret, settings.issuer, header), caller, expires)
+    _verified.put(key, caller, expires)
     return caller
 
 

@@ -239,7 +239,8 @@ def record_outcomes(command, uow, settings):
     with uow:
         uow.notifications.record_attempts(
             [(claimed.message.id, claimed.attempts, result) for claimed, _, result in results], now)
-        early = uow.notifications.take_early_receipts([claimed.message.id for claimed, _, _ in results])
+        early = uow.notifications.take_early_receipts(  # receipts exist for SMS only: none for an e-mail batch
+            [claimed.message.id for claimed, _, _ in results if claimed.message.channel == "sms"])
         applied = [uow.notifications.apply_receipt(provider, reference, status, now, notification_id=notification_id)
                    for notification_id, provider, reference, status in early]
         uow.commit()
