@@ -106,3 +106,15 @@ def test_a_late_or_repeated_event_neither_repeats_nor_reorders_a_step(dossier_se
     assert all(item["TrangThaiHoSo"] in ("1", "2", "4", "9", "10") for call in updates for item in call["data"])
     assert [item["TrangThaiHoSo"] for call in updates for item in call["data"]] == sorted(
         [item["TrangThaiHoSo"] for call in updates for item in call["data"]], key=int)  # never backwards
+
+
+def test_changes_arriving_together_reach_the_portal_in_one_call(dossier_service, start_sync, national_portal,
+                                                                 rabbit_config, applicant):
+    # no timer round: only the events wake the loop, and each wake-up first lets 1 s of changes gather
+    start_sync(PORTAL_SYNC_TICK_SECONDS=30, PORTAL_SYNC_GATHER_SECONDS=1.0)
+    with rpc_proxy(rabbit_config) as rpc:
+        codes = [rpc.dossier.submit_dossier("KHAISINH-01", applicant)["code"] for _ in range(5)]
+    wait_for(lambda: all(national_portal.statuses(code) == ["1"] for code in codes), timeout=15,
+             message="the five new dossiers at the portal")
+    syncs = [call for call in national_portal.calls if call["service"] == "DongBoHoSoMC"]
+    assert [sorted(record["MaHoSo"] for record in call["data"]) for call in syncs] == [sorted(codes)]
