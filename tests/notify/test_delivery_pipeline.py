@@ -134,8 +134,8 @@ def test_sigkilled_mid_send_every_message_reaches_its_provider_within_seconds_of
         wait_for(lambda: sent_rows(notify_config, codes, channels=("email",)), timeout=30, interval=0.1,
                  message="e-mails sent")
         wait_for(lambda: len(esms.requests) >= 5, timeout=30, message="SMS in flight at eSMS")
+        killed_at = time.time()  # before the signal: the broker hands the messages over while kill() still waits
         process.kill()
-        killed_at = time.time()
         in_flight_at_kill = len(esms.requests) - len(esms.delivered)
         assert in_flight_at_kill > 0
         esms.delay_seconds = 0.0
@@ -180,8 +180,8 @@ def test_sigkilled_mid_send_a_second_replica_takes_the_messages_over_at_once(
             dispatch("dossier", "dossier_status_changed",
                      dossier_event("accepted", dossier_code=code, phone=f"09123460{i:02d}", email_address=None))
         wait_for(lambda: len(esms.requests) >= count, timeout=30, message="every SMS in flight at eSMS")
+        killed_at = time.time()  # before the signal: the other replica may resend while kill() still waits
         replicas[0].kill()
-        killed_at = time.time()
         esms.delay_seconds = 0.0
         rows = wait_for(lambda: sent_rows(notify_config, codes, channels=("sms",)), timeout=30, interval=0.2,
                         message="every SMS sent by the surviving replica")
