@@ -21,9 +21,10 @@ class Profiler:
         for process in stack.processes:
             if services == "all" or process.name in services.split(","):
                 output = Path(directory) / f"{process.label}.txt"
-                self.records.append((output, subprocess.Popen(
-                    [py_spy, "record", "--pid", str(process.popen.pid), "--format", "raw", "--rate", "200",
-                     "--nonblocking", "--gil", "--output", str(output)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)))
+                command = [py_spy, "record", "--pid", str(process.popen.pid), "--format", "raw", "--rate", "200",
+                           "--nonblocking", "--gil", "--output", str(output)]
+                self.records.append((output, subprocess.Popen(command, stdout=subprocess.DEVNULL,
+                                                              stderr=subprocess.STDOUT)))
         time.sleep(1.0)  # attached before the first request
 
     def stop(self):

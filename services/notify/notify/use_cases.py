@@ -268,14 +268,16 @@ def apply_sms_receipt(command, uow, settings=None):
     reference = str(command.provider_reference)
     kept = False
     with uow:
-        changed = uow.notifications.apply_receipt(command.provider, reference, command.status, now,
-                                                  notification_id=command.notification_id)
+        def apply():
+            return uow.notifications.apply_receipt(command.provider, reference, command.status, now,
+                                                   notification_id=command.notification_id)
+
+        changed = apply()
         if changed is None and command.notification_id:
             kept = uow.notifications.keep_early_receipt(command.provider, reference, command.status,
                                                         command.notification_id, now)
             if not kept:  # its outcome was recorded while this waited for the row: it applies now
-                changed = uow.notifications.apply_receipt(command.provider, reference, command.status, now,
-                                                          notification_id=command.notification_id)
+                changed = apply()
         uow.commit()
     if kept:
         return ReceiptApplied(command.notification_id, Status.SENDING, kept_for_outcome=True)

@@ -128,20 +128,15 @@ def deliver(store, kind, method, url, payload, accepted, attempts=5, retry_secon
         store.add_callback(kind, url, payload, response.status_code, answer)
         return accepted(response)
 
-    def retry(remaining, wait):
-        def job():
-            if not attempt() and remaining > 1:
-                retry(remaining - 1, wait * 2)()
-        return lambda: _scheduler.at(time.monotonic() + wait, job)
+    def attempt_then_retry(remaining, wait):
+        """One attempt now; if refused, the next ``wait`` seconds later (then twice as long), while any remain."""
+        if attempt():
+            return True
+        if remaining > 1:
+            _scheduler.at(time.monotonic() + wait, lambda: attempt_then_retry(remaining - 1, wait * 2))
+        return False
 
     if background or delay:
-        def first():
-            if not attempt() and attempts > 1:
-                retry(attempts - 1, retry_seconds)()
-        _scheduler.at(time.monotonic() + delay, first)
+        _scheduler.at(time.monotonic() + delay, lambda: attempt_then_retry(attempts, retry_seconds))
         return None
-    if attempt():
-        return True
-    if attempts > 1:
-        retry(attempts - 1, retry_seconds)()
-    return False
+    return attempt_then_retry(attempts, retry_seconds)
