@@ -20,12 +20,32 @@ _CLAIMS = {
     for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
 }
 
+_CLAIMS_MANY = {
+    name: insert(inbox_table).on_conflict_do_nothing().returning(inbox_table.c.consumer, inbox_table.c.event_id)
+    for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+}
+
 
 def claim_event(session, consumer, event_id):
     """Return True if this consumer has not yet processed ``event_id``."""
     values = {"consumer": consumer, "event_id": str(event_id), "received_at": utcnow()}
     statement = _CLAIMS["postgresql" if on_postgresql(session) else "sqlite"]
     return session.execute(statement, values).first() is not None
+
+
+def claim_events(session, claims):
+    """The ``(consumer, event_id)`` pairs of ``claims`` seen for the first time, as a set: one INSERT for all.
+
+    The rows go in sorted, so two transactions claiming overlapping sets wait for each other instead of
+    deadlocking; a pair given twice is claimed once."""
+    now = utcnow()
+    wanted = sorted({(consumer, str(event_id)) for consumer, event_id in claims})
+    if not wanted:
+        return set()
+    statement = _CLAIMS_MANY["postgresql" if on_postgresql(session) else "sqlite"]
+    rows = session.execute(statement, [{"consumer": consumer, "event_id": event_id, "received_at": now}
+                                       for consumer, event_id in wanted]).all()
+    return {(row.consumer, row.event_id) for row in rows}
 
 
 def prune_inbox(engine, retention, now=None):

@@ -4,7 +4,7 @@ Each writes in the unit of work's session, so an event recorded or claimed
 commits or rolls back with the change it belongs to. Fakes for unit tests keep
 the same two methods.
 """
-from portal_shared.inbox import claim_event
+from portal_shared.inbox import claim_event, claim_events
 from portal_shared.outbox import outbox_row, record_events
 
 
@@ -32,3 +32,7 @@ class SqlInbox:
     def claim(self, consumer, event_id):
         """True the first time ``consumer`` sees ``event_id`` (its claim is part of this transaction)."""
         return claim_event(self._session, consumer, event_id)
+
+    def claim_all(self, claims):
+        """The ``(consumer, event_id)`` pairs seen for the first time (one statement; see ``claim_events``)."""
+        return claim_events(self._session, claims)

@@ -8,7 +8,8 @@
 - ``health``: ``Monitoring`` and ``/healthz``, ``/readyz``, ``/metrics``;
 - ``web``: the guarded HTTP listener and its ``http`` / ``callback`` / ``probe`` entrypoints;
 - ``rpc.rpc``: the authenticated RPC entrypoint; ``auth``: ``CallerIdentity``, ``ServiceRpcProxy``;
-- ``background.BackgroundLoop``: a provider with one loop in a managed thread.
+- ``background.BackgroundLoop``: a provider with one loop in a managed thread;
+- ``grouping.GroupCommits``: concurrent workers' transactions run as one (group commit).
 
 Everything here is built on the framework-free core (the modules one level
 up), which command-line tools use without importing Nameko or eventlet.

@@ -63,3 +63,6 @@ class FakeInbox:
             return False
         self._store.inbox.add((consumer, event_id))
         return True
+
+    def claim_all(self, claims):
+        return {(consumer, str(event_id)) for consumer, event_id in claims if self.claim(consumer, str(event_id))}
