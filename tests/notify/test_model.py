@@ -47,9 +47,11 @@ def test_one_event_cannot_have_two_messages_on_one_channel(notify_database):
     try:
         repository.add(Notification.create("sms", "0912345678", "accepted", "UQ-1", text, utcnow(), event_id))
         repository.add(Notification.create("email", "a@example.vn", "accepted", "UQ-1", text, utcnow(), event_id))
+        repository.save()  # what the unit of work's commit does: the added ones go in, in one INSERT
         session.commit()
         with pytest.raises(sa.exc.IntegrityError):
             repository.add(Notification.create("sms", "0912345678", "accepted", "UQ-1", text, utcnow(), event_id))
+            repository.save()
         session.rollback()
     finally:
         session.close()

@@ -14,6 +14,7 @@ from notify.commands import (
     ApplySmsReceipt,
     ClaimDeliveries,
     NotifyDossierStatusChanged,
+    NotifyDossierStatusChanges,
     QueueDueNotifications,
     RecordOutcomes,
     ResendNotifications,
@@ -101,6 +102,40 @@ def _claimed_sms(bus, now):
              "applicant": {"full_name": "An", "phone": "0912345678"}}
     [sms_id] = bus.handle(NotifyDossierStatusChanged("c", event, now=now))
     return sms_id, bus.handle(ClaimDeliveries((Delivery(sms_id, 0),), now=now))[sms_id]
+
+
+def test_events_together_take_one_statement_per_table_and_each_applies_once(any_engine):
+    """The group commit's transaction (``NotifyDossierStatusChanges``): one multi-row INSERT each for the
+    inbox, the contacts, the notifications and the outbox, however many events; repeats are skipped."""
+    bus, now = _bus(any_engine), utcnow()
+
+    def event(event_id, code, phone, name=None):
+        return NotifyDossierStatusChanged("c", {
+            "event_id": event_id, "dossier_code": code, "new_status": "accepted", "procedure_name": name,
+            "applicant": {"full_name": "An", "phone": phone, "email": f"{event_id}@example.vn"}}, now=now)
+
+    bus.handle(event("e-0", "D-1", "0912345678", name="Cấp Phiếu lý lịch tư pháp"))
+    statements = []
+
+    def record(_connection, _cursor, statement, *_args):
+        statements.append(statement.split()[:3])
+
+    together = [event(f"e-{i}", f"D-{i % 4}", f"09123456{i:02d}") for i in range(1, 9)] + [event("e-0", "D-1", "x")]
+    sa.event.listen(any_engine, "before_cursor_execute", record)
+    try:
+        results = bus.handle(NotifyDossierStatusChanges(tuple(together)))
+    finally:
+        sa.event.remove(any_engine, "before_cursor_execute", record)
+    assert [len(ids) for ids in results[:-1]] == [2] * 8 and results[-1] is None
+    inserts = [words[2] for words in statements if words[0] == "INSERT"]
+    assert sorted(inserts) == ["dossier_contacts", "inbox_messages", "notifications", "outbox_messages"]
+    with any_engine.connect() as connection:
+        contacts = dict(connection.execute(sa.text("SELECT dossier_code, phone FROM dossier_contacts")).all())
+        name = connection.execute(sa.text(
+            "SELECT procedure_name FROM dossier_contacts WHERE dossier_code = 'D-1'")).scalar()
+    assert contacts == {"D-0": "0912345608", "D-1": "0912345605", "D-2": "0912345606", "D-3": "0912345607"}
+    assert name == "Cấp Phiếu lý lịch tư pháp"  # kept: none of the later events named the procedure
+    bus.uow.close()
 
 
 def test_a_receipt_before_the_outcome_is_kept_and_applied_with_it(any_engine):

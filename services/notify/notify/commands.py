@@ -13,6 +13,13 @@ class NotifyDossierStatusChanged:
 
 
 @dataclass(frozen=True)
+class NotifyDossierStatusChanges:
+    """Several ``NotifyDossierStatusChanged`` in one transaction (a group commit of concurrent workers)."""
+
+    commands: tuple
+
+
+@dataclass(frozen=True)
 class NotifyPaymentEvent:
     """A payment event (``kind`` names the message: a receipt or a refund), once per ``consumer``."""
 

@@ -27,6 +27,7 @@ IN_TRANSACTION = {
 AFTER_COMMIT = {}
 COMMAND_HANDLERS = {
     commands.NotifyDossierStatusChanged: use_cases.notify_dossier_status_changed,
+    commands.NotifyDossierStatusChanges: use_cases.notify_dossier_status_changes,
     commands.NotifyPaymentEvent: use_cases.notify_payment_event,
     commands.SendNotification: use_cases.send_notification,
     commands.QueueDueNotifications: use_cases.queue_due_notifications,

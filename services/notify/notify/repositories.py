@@ -12,6 +12,8 @@ statement costs more CPU than PostgreSQL takes to run it); on PostgreSQL a
 batch of claims or outcomes travels as arrays (``unnest``), so one statement
 of one shape serves any batch size.
 """
+from dataclasses import replace
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -97,7 +99,7 @@ def _upsert_contact(insert):
             "full_name": statement.excluded.full_name, "phone": statement.excluded.phone,
             "email": statement.excluded.email, "updated_at": statement.excluded.updated_at,
         },
-    )
+    ).returning(contacts.c.dossier_code)  # RETURNING: several rows go as one multi-row INSERT (insertmanyvalues)
 
 
 UPSERT_CONTACT = {True: _upsert_contact(postgresql.insert), False: _upsert_contact(sqlite.insert)}
@@ -131,14 +133,12 @@ class SqlNotifications:
         self._session = session
         self.seen = []  # every notification handed out or added: the unit of work collects their events
         self._loaded = []  # the ones ``save`` writes back
+        self._new = []  # the ones ``save`` inserts
 
     def add(self, *new):
-        """Insert new notifications, in one statement (one multi-row INSERT on PostgreSQL)."""
-        if new:
-            self._session.execute(
-                INSERT_NOTIFICATION,
-                [{name: getattr(notification, name) for name in NOTIFICATION_FIELDS} for notification in new])
-            self.seen.extend(new)
+        """New notifications, inserted by ``save`` (all of a transaction's in one multi-row INSERT)."""
+        self._new.extend(new)
+        self.seen.extend(new)
 
     def _load(self, statement):
         found = [notification_from_row(row) for row in self._session.execute(statement).mappings()]
@@ -177,7 +177,13 @@ class SqlNotifications:
         return self._load(statement.order_by(notifications.c.created_at).with_for_update())
 
     def save(self):
-        """Write back the state of the notifications loaded in this transaction (one executemany UPDATE)."""
+        """Insert the notifications added in this transaction (one statement) and write back the state of
+        those loaded (one executemany UPDATE)."""
+        if self._new:
+            self._session.execute(
+                INSERT_NOTIFICATION,
+                [{name: getattr(notification, name) for name in NOTIFICATION_FIELDS} for notification in self._new])
+            self._new.clear()
         if self._loaded:
             self._session.connection().execute(
                 notifications.update().where(notifications.c.id == sa.bindparam("b_id"))
@@ -306,9 +312,24 @@ class SqlContacts:
 
     def save(self, contact, now):
         """Upsert (one statement; concurrent events for one dossier do not collide)."""
-        self._session.execute(UPSERT_CONTACT[on_postgresql(self._session)], {
-            "dossier_code": contact.dossier_code, "procedure_name": contact.procedure_name,
-            "full_name": contact.full_name, "phone": contact.phone, "email": contact.email, "updated_at": now})
+        self.save_all([contact], now)
+
+    def save_all(self, contacts_in_order, now):
+        """Upsert several, in one statement: a dossier named twice keeps the later contact (with the
+        earlier procedure name when the later has none). Rows go in by dossier code, so concurrent
+        upserts of overlapping dossiers wait for each other instead of deadlocking."""
+        latest = {}
+        for contact in contacts_in_order:
+            known = latest.get(contact.dossier_code)
+            if known is not None and contact.procedure_name is None:
+                contact = replace(contact, procedure_name=known.procedure_name)
+            latest[contact.dossier_code] = contact
+        if not latest:
+            return
+        self._session.execute(UPSERT_CONTACT[on_postgresql(self._session)], [
+            {"dossier_code": contact.dossier_code, "procedure_name": contact.procedure_name,
+             "full_name": contact.full_name, "phone": contact.phone, "email": contact.email, "updated_at": now}
+            for _, contact in sorted(latest.items())])
 
     def get(self, dossier_code):
         row = self._session.execute(

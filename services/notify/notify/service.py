@@ -8,6 +8,7 @@ from notify import use_cases
 from notify.commands import (
     ApplySmsReceipt,
     NotifyDossierStatusChanged,
+    NotifyDossierStatusChanges,
     NotifyPaymentEvent,
     PruneBodies,
     QueueDueNotifications,
@@ -29,6 +30,7 @@ from portal_shared.extensions import health  # module import: `nameko run notify
 from portal_shared.extensions.auth import CallerIdentity, ServiceRpcProxy
 from portal_shared.extensions.database import Database
 from portal_shared.extensions.events import reliable_event_handler
+from portal_shared.extensions.grouping import GroupCommits
 from portal_shared.extensions.health import Monitoring, json_response
 from portal_shared.extensions.logs import WorkerLogContext
 from portal_shared.extensions.rpc import rpc
@@ -38,6 +40,14 @@ from portal_shared.extensions.web import callback
 from portal_shared.untrusted import Malformed, json_object, query_fields
 
 EXPECTED = (ValidationError, NotificationNotFound, Unauthorized, Forbidden)
+
+
+def _status_changes_together(commands, uow):
+    return MessageBus(uow).handle(NotifyDossierStatusChanges(tuple(commands)))
+
+
+def _status_change_alone(command, uow):
+    return MessageBus(uow).handle(command)
 
 
 class NotifyService(health.HealthEndpoints):
@@ -53,6 +63,8 @@ class NotifyService(health.HealthEndpoints):
     dossier_rpc = ServiceRpcProxy("dossier")  # calls carry notify's own service token
     caller = CallerIdentity()
     config = Config()
+    # dossier events that arrive together are stored together: one transaction (portal_shared.extensions.grouping)
+    status_changes = GroupCommits(_status_changes_together, _status_change_alone)
 
     @rpc(expected_exceptions=EXPECTED)
     def send_notification(self, channel, recipient, template, params=None, reference=None):
@@ -92,7 +104,7 @@ class NotifyService(health.HealthEndpoints):
     @reliable_event_handler("dossier", "dossier_status_changed")
     def on_dossier_status_changed(self, payload):
         event = load(DossierStatusChangedSchema, payload)
-        ids = self._bus().handle(NotifyDossierStatusChanged("notify.on_dossier_status_changed", event))
+        ids = self.status_changes.run(NotifyDossierStatusChanged("notify.on_dossier_status_changed", event), self._uow())
         self._after_event("dossier_status_changed", event, ids)
 
     @reliable_event_handler("payment", "payment_succeeded")

@@ -17,6 +17,7 @@ No SQLAlchemy here: the repositories of the unit of work hold the statements.
 from dataclasses import dataclass
 from datetime import timedelta
 
+from notify.commands import NotifyDossierStatusChanges
 from notify.domain.model import (
     PRUNED_BODY,
     Contact,
@@ -111,27 +112,46 @@ def _write_to(uow, contact, kind, params, event_id, now):
 def notify_dossier_status_changed(command, uow, settings=None):
     """Remember the applicant and create the SMS and e-mail for one ``dossier_status_changed``, once per
     event, in one transaction with its inbox claim. Returns their ids (None for a repeat)."""
+    return notify_dossier_status_changes(NotifyDossierStatusChanges((command,)), uow)[0]
+
+
+def notify_dossier_status_changes(command, uow, settings=None):
+    """``notify_dossier_status_changed`` for several events in one transaction: one inbox claim, one
+    contact upsert and one insert of notifications for all. Returns each event's ids (None for a repeat,
+    a copy of an event given twice included)."""
+    with uow:
+        fresh = uow.inbox.claim_all([(each.consumer, each.event["event_id"]) for each in command.commands])
+        results, contacts = [], []
+        for each in command.commands:
+            claim = (each.consumer, str(each.event["event_id"]))
+            if claim not in fresh:
+                results.append(None)
+                continue
+            fresh.discard(claim)
+            results.append(_notify_of_status(each, uow, contacts))
+        if contacts:
+            uow.contacts.save_all(contacts, command.commands[-1].now or utcnow())
+        uow.commit()
+    return results
+
+
+def _notify_of_status(command, uow, contacts):
     now = command.now or utcnow()
     event = command.event
     applicant = event.get("applicant") or {}
     contact = Contact(event["dossier_code"], event.get("procedure_name"), applicant.get("full_name"),
                       normalise_vn_mobile(applicant.get("phone") or "") or None, applicant.get("email") or None)
-    with uow:
-        if not uow.inbox.claim(command.consumer, event["event_id"]):
-            return None
-        uow.contacts.save(contact, now)
-        kind = kind_for_dossier_status(event["new_status"])
-        ids = []
-        if kind is not None:
-            params = {
-                "dossier_code": event["dossier_code"], "procedure_name": event.get("procedure_name"),
-                "full_name": applicant.get("full_name"), "due_at": event.get("due_at"),
-                "fee_amount": event.get("fee_amount"), "note": event.get("note"),
-                "new_status": event["new_status"], "status_code": event.get("status_code"),
-            }
-            ids = _write_to(uow, contact, kind, params, event["event_id"], now)
-        uow.commit()
-    return ids
+    contacts.append(contact)
+    kind = kind_for_dossier_status(event["new_status"])
+    if kind is None:
+        return []
+    params = {
+        "dossier_code": event["dossier_code"], "procedure_name": event.get("procedure_name"),
+        "full_name": applicant.get("full_name"), "due_at": event.get("due_at"),
+        "fee_amount": event.get("fee_amount"), "note": event.get("note"),
+        "new_status": event["new_status"], "status_code": event.get("status_code"),
+    }
+    return _write_to(uow, contact, kind, params, event["event_id"], now)
 
 
 def notify_payment_event(command, uow, settings=None, find_dossier=None):

@@ -150,6 +150,10 @@ class FakeContacts:
             contact = replace(contact, procedure_name=known.procedure_name)
         self._store.contacts[contact.dossier_code] = contact
 
+    def save_all(self, contacts_in_order, now):
+        for contact in contacts_in_order:
+            self.save(contact, now)
+
     def get(self, dossier_code):
         return self._store.contacts.get(dossier_code)
 

@@ -10,6 +10,7 @@ from notify.commands import (
     ApplySmsReceipt,
     ClaimDeliveries,
     NotifyDossierStatusChanged,
+    NotifyDossierStatusChanges,
     NotifyPaymentEvent,
     PruneBodies,
     QueueDueNotifications,
@@ -97,6 +98,24 @@ def test_an_event_takes_effect_once(harness):
     harness.dossier_event()
     assert harness.dossier_event() is None
     assert len(harness.uow.store.notifications) == 2 and len(harness.uow.deliveries()) == 2
+
+
+def test_events_arriving_together_are_stored_in_one_transaction_each_once(harness):
+    def event(event_id, dossier_code, new_status="accepted", phone="0912345678"):
+        return NotifyDossierStatusChanged(CONSUMER, {
+            "event_id": event_id, "dossier_code": dossier_code, "new_status": new_status, "procedure_name": None,
+            "applicant": {"full_name": "Trần Thị Bình", "phone": phone, "email": None}}, now=NOW)
+
+    harness.dossier_event()  # evt-1, DOSSIER, with its procedure name
+    together = (event("evt-2", "D2"), event("evt-1", DOSSIER), event("evt-3", DOSSIER, "processing", "0987654321"),
+                event("evt-2", "D2"))
+    results = harness.bus.handle(NotifyDossierStatusChanges(together))
+    assert results[1] is None and results[3] is None  # seen before; a second copy in the same batch
+    assert len(results[0]) == 1 and results[2] == []  # D2's SMS; "processing" writes nothing
+    assert harness.uow.commits == 2
+    contact = harness.uow.store.contacts[DOSSIER]
+    assert contact.phone == "0987654321" and contact.procedure_name == "Cấp Phiếu lý lịch tư pháp"
+    assert [kind for kind, _, _ in harness.uow.deliveries()] == ["deliver_sms", "deliver_email", "deliver_sms"]
 
 
 def test_a_status_without_a_message_only_remembers_the_applicant(harness):
