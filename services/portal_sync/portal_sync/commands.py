@@ -16,6 +16,13 @@ class RecordStatusChange:
 
 
 @dataclass(frozen=True)
+class RecordStatusChanges:
+    """Several ``RecordStatusChange`` in one transaction (a group commit of concurrent workers)."""
+
+    commands: tuple
+
+
+@dataclass(frozen=True)
 class RecordFee:
     """A ``payment_succeeded`` (or, ``refunded``, a ``payment_refunded``), once per ``consumer``."""
 

@@ -11,6 +11,7 @@ from portal_sync import commands, use_cases
 
 COMMAND_HANDLERS = {
     commands.RecordStatusChange: use_cases.record_status_change,
+    commands.RecordStatusChanges: use_cases.record_status_changes,
     commands.RecordFee: use_cases.record_fee,
     commands.DeliverDue: use_cases.deliver_due,
     commands.Release: use_cases.release,

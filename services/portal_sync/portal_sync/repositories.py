@@ -40,7 +40,9 @@ def _mark_changed_statement(postgresql, refetch):
     }
     if refetch:
         changes["snapshot_stale"] = sa.true()
-    return insert.on_conflict_do_update(index_elements=[records.c.dossier_code], set_=changes)
+    # RETURNING: several rows go as one multi-row INSERT (SQLAlchemy's insertmanyvalues), not one each
+    return insert.on_conflict_do_update(index_elements=[records.c.dossier_code], set_=changes).returning(
+        records.c.dossier_code)
 
 
 def record_values(record):
@@ -89,9 +91,21 @@ class SqlRecords(_Tracking):
 
     def mark_changed(self, dossier_code, now, refetch=True):
         """``SyncRecord.mark_changed`` (or ``first_seen`` for a new dossier), as one upsert."""
-        first = SyncRecord.first_seen(dossier_code, now)
-        self._session.execute(_mark_changed_statement(on_postgresql(self._session), refetch),
-                              {"dossier_code": dossier_code, **record_values(first)})
+        self.mark_all_changed([(dossier_code, now)], refetch)
+
+    def mark_all_changed(self, changes, refetch=True):
+        """``mark_changed`` for each ``(dossier_code, now)``, in one upsert: a dossier named twice counts
+        from its earliest change. Rows go in by dossier code, so concurrent upserts of overlapping dossiers
+        wait for each other instead of deadlocking."""
+        earliest = {}
+        for dossier_code, now in changes:
+            earliest[dossier_code] = min(now, earliest.get(dossier_code, now))
+        if not earliest:
+            return
+        self._session.execute(
+            _mark_changed_statement(on_postgresql(self._session), refetch),
+            [{"dossier_code": dossier_code, **record_values(SyncRecord.first_seen(dossier_code, now))}
+             for dossier_code, now in sorted(earliest.items())])
 
     def add_new(self, new_records):
         """Store the records whose dossier is not tracked yet (the others are left alone); how many were new."""

@@ -6,12 +6,13 @@ from portal_shared.errors import Forbidden, Unauthorized, ValidationError, load
 from portal_shared.extensions.auth import CallerIdentity
 from portal_shared.extensions.database import Database
 from portal_shared.extensions.events import reliable_event_handler
+from portal_shared.extensions.grouping import GroupCommits
 from portal_shared.extensions.health import HealthEndpoints, Monitoring
 from portal_shared.extensions.logs import WorkerLogContext
 from portal_shared.extensions.rpc import rpc
 from portal_shared.extensions.runtime import StartupHeapFrozen
 from portal_sync import use_cases
-from portal_sync.commands import RecordFee, RecordStatusChange
+from portal_sync.commands import RecordFee, RecordStatusChange, RecordStatusChanges
 from portal_sync.delivery import PortalDelivery
 from portal_sync.domain.records import PaidFee
 from portal_sync.messagebus import MessageBus
@@ -22,6 +23,14 @@ from portal_sync.unit_of_work import SqlUnitOfWork
 
 SYNC_DOSSIERS = Gauge("portal_sync_dossiers", "Dossiers by synchronisation state", ["state"])
 OLDEST_PENDING = Gauge("portal_sync_oldest_pending_seconds", "Age of the oldest change not yet at the portal")
+
+
+def _status_changes_together(commands, uow):
+    return MessageBus(uow).handle(RecordStatusChanges(tuple(commands)))
+
+
+def _status_change_alone(command, uow):
+    return MessageBus(uow).handle(command)
 
 
 class PortalSyncService(HealthEndpoints):
@@ -35,12 +44,14 @@ class PortalSyncService(HealthEndpoints):
     dossiers = Dossiers()
     caller = CallerIdentity()
     delivery = PortalDelivery()
+    # dossier events that arrive together are recorded together: one transaction (portal_shared.extensions.grouping)
+    status_changes = GroupCommits(_status_changes_together, _status_change_alone)
 
     @reliable_event_handler("dossier", "dossier_status_changed")
     def on_dossier_status_changed(self, payload):
         event = load(StatusChangedSchema, payload)
-        if self._bus().handle(RecordStatusChange("portal_sync.on_dossier_status_changed", event["event_id"],
-                                                 event["dossier_code"])):
+        change = RecordStatusChange("portal_sync.on_dossier_status_changed", event["event_id"], event["dossier_code"])
+        if self.status_changes.run(change, SqlUnitOfWork(self.db)):
             self.delivery.wake()
         self.log.info("dossier_change_recorded", dossier_code=event["dossier_code"], status=event["new_status"])
 

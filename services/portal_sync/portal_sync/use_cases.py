@@ -19,7 +19,7 @@ from datetime import timezone
 from portal_shared.logs import get_logger
 from portal_shared.timeutil import isoformat, utcnow
 from portal_sync.client import PortalRefused, PortalUnavailable
-from portal_sync.commands import Release
+from portal_sync.commands import RecordStatusChanges, Release
 from portal_sync.domain.records import dossier_record, status_code
 from portal_sync.domain.sync import BackfillJob, SyncRecord
 from portal_sync.dossiers import DossierMissing, DossierUnavailable
@@ -35,13 +35,25 @@ STEPS_PER_CALL = 500  # CapNhatTienDoHoSoMC entries per call; a dossier's entrie
 
 def record_status_change(command, uow):
     """``dossier_status_changed``: once per event, the dossier becomes pending. False for a duplicate."""
-    now = command.now or utcnow()
+    return record_status_changes(RecordStatusChanges((command,)), uow)[0]
+
+
+def record_status_changes(command, uow):
+    """``record_status_change`` for several events in one transaction: one inbox claim and one upsert for
+    all. Returns each event's answer (False for a repeat, a copy of an event given twice included)."""
     with uow:
-        if not uow.inbox.claim(command.consumer, command.event_id):
-            return False
-        uow.records.mark_changed(command.dossier_code, now)
-        uow.commit()
-    return True
+        fresh = uow.inbox.claim_all([(each.consumer, each.event_id) for each in command.commands])
+        answers, changes = [], []
+        for each in command.commands:
+            claim = (each.consumer, str(each.event_id))
+            answers.append(claim in fresh)
+            if claim in fresh:
+                fresh.discard(claim)
+                changes.append((each.dossier_code, each.now or utcnow()))
+        if changes:
+            uow.records.mark_all_changed(changes)
+            uow.commit()
+    return answers
 
 
 def record_fee(command, uow):

@@ -42,6 +42,10 @@ class FakeRecords:
         else:
             record.mark_changed(now, refetch)
 
+    def mark_all_changed(self, changes, refetch=True):
+        for dossier_code, now in changes:
+            self.mark_changed(dossier_code, now, refetch)
+
     def add_new(self, new_records):
         added = 0
         for record in new_records:

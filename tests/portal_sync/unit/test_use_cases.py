@@ -16,6 +16,7 @@ from portal_sync.commands import (
     FinishBackfill,
     RecordFee,
     RecordStatusChange,
+    RecordStatusChanges,
     Release,
     TrackBackfillPage,
 )
@@ -82,6 +83,17 @@ def test_a_status_change_makes_the_dossier_pending_once_per_event(h):
     record = h.uow.record("D1")
     assert record.pending and record.snapshot_stale and record.pending_since == NOW
     assert h.changed("D1", event_id="D1-1", now=NOW + timedelta(minutes=1)) is False  # the same event again
+    assert h.uow.record("D1").pending_since == NOW
+
+
+def test_changes_arriving_together_are_recorded_in_one_transaction_each_event_once(h):
+    h.dossier("D1")
+    changes = [RecordStatusChange(STATUS_CONSUMER, event_id, code, now=NOW + timedelta(minutes=1))
+               for event_id, code in (("D2-1", "D2"), ("D1-1", "D1"), ("D3-1", "D3"), ("D2-1", "D2"))]
+    commits = h.uow.commits
+    assert h.bus.handle(RecordStatusChanges(tuple(changes))) == [True, False, True, False]  # D1-1 seen; D2-1 twice
+    assert h.uow.commits == commits + 1
+    assert h.uow.record("D2").pending and h.uow.record("D3").pending
     assert h.uow.record("D1").pending_since == NOW
 
 
