@@ -106,3 +106,42 @@ def test_an_unexpected_error_reaches_the_caller_as_a_generic_error_with_a_correl
     assert error.value.exc_type == "InternalError"
     assert "correlation id exploding.boom." in error.value.value
     assert "INSERT" not in error.value.value and "Tràng" not in error.value.value
+
+
+class Echo:
+    name = "echo"
+    caller = CallerIdentity()
+
+    @rpc
+    def echo(self, text):
+        self.caller.require()
+        return text
+
+
+def test_a_reply_is_transient_and_still_reaches_the_caller(container_factory, rabbit_config):
+    """No disk write at the broker for a reply (``portal_shared.extensions.rpc``); the call still works."""
+    import uuid
+
+    from kombu import Connection, Exchange, Queue
+
+    from tests.helpers import bearer_token
+
+    container_factory(Echo, rabbit_config).start()
+    replies = Queue(f"test-replies-{uuid.uuid4().hex}", exchange=Exchange("nameko-rpc", type="topic", durable=True),
+                    routing_key=f"reply-{uuid.uuid4().hex}", auto_delete=True)
+    received = []
+    with Connection(rabbit_config["AMQP_URI"]) as connection:
+        with connection.Consumer(replies, callbacks=[lambda body, message: received.append((body, message))],
+                                 accept=["json"]):
+            connection.Producer().publish(
+                {"args": ["xin chào"], "kwargs": {}}, exchange="nameko-rpc", routing_key="echo.echo",
+                reply_to=replies.routing_key, correlation_id="c-1", serializer="json",
+                headers={"nameko.authorization": bearer_token("officer")})
+            connection.drain_events(timeout=10)
+    (body, message), = received
+    assert body == {"result": "xin chào", "error": None}
+    assert message.properties["correlation_id"] == "c-1"
+    assert message.delivery_info["routing_key"] == replies.routing_key
+    assert message.properties["delivery_mode"] == 1  # transient (Nameko's own replies are persistent: 2)
+    with rpc_proxy(rabbit_config) as proxy:
+        assert proxy.echo.echo("lần hai") == "lần hai"
