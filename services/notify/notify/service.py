@@ -42,14 +42,6 @@ from portal_shared.untrusted import Malformed, json_object, query_fields
 EXPECTED = (ValidationError, NotificationNotFound, Unauthorized, Forbidden)
 
 
-def _status_changes_together(commands, uow):
-    return MessageBus(uow).handle(NotifyDossierStatusChanges(tuple(commands)))
-
-
-def _status_change_alone(command, uow):
-    return MessageBus(uow).handle(command)
-
-
 class NotifyService(health.HealthEndpoints):
     name = "notify"
 
@@ -64,7 +56,7 @@ class NotifyService(health.HealthEndpoints):
     caller = CallerIdentity()
     config = Config()
     # dossier events that arrive together are stored together: one transaction (portal_shared.extensions.grouping)
-    status_changes = GroupCommits(_status_changes_together, _status_change_alone)
+    status_changes = GroupCommits.of_commands(MessageBus, NotifyDossierStatusChanges)
 
     @rpc(expected_exceptions=EXPECTED)
     def send_notification(self, channel, recipient, template, params=None, reference=None):

@@ -25,14 +25,6 @@ SYNC_DOSSIERS = Gauge("portal_sync_dossiers", "Dossiers by synchronisation state
 OLDEST_PENDING = Gauge("portal_sync_oldest_pending_seconds", "Age of the oldest change not yet at the portal")
 
 
-def _status_changes_together(commands, uow):
-    return MessageBus(uow).handle(RecordStatusChanges(tuple(commands)))
-
-
-def _status_change_alone(command, uow):
-    return MessageBus(uow).handle(command)
-
-
 class PortalSyncService(HealthEndpoints):
     name = "portal_sync"
 
@@ -45,7 +37,7 @@ class PortalSyncService(HealthEndpoints):
     caller = CallerIdentity()
     delivery = PortalDelivery()
     # dossier events that arrive together are recorded together: one transaction (portal_shared.extensions.grouping)
-    status_changes = GroupCommits(_status_changes_together, _status_change_alone)
+    status_changes = GroupCommits.of_commands(MessageBus, RecordStatusChanges)
 
     @reliable_event_handler("dossier", "dossier_status_changed")
     def on_dossier_status_changed(self, payload):

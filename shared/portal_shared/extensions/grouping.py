@@ -132,6 +132,13 @@ class GroupCommits(DependencyProvider):
     def __init__(self, together, alone, most=50):
         self.together, self.alone, self.most = together, alone, most
 
+    @classmethod
+    def of_commands(cls, bus, many, most=50):
+        """Commands for the message bus ``bus(uow)``: one alone as it is, several as the command
+        ``many(commands)`` (whose use case gives one result per command)."""
+        return cls(lambda commands, uow: bus(uow).handle(many(tuple(commands))),
+                   lambda command, uow: bus(uow).handle(command), most)
+
     def setup(self):
         self.group = GroupCommit(self.together, self.alone, most=self.most,
                                  name=f"{self.container.service_name}.{self.attr_name}")
