@@ -96,7 +96,8 @@ class NotifyService(health.HealthEndpoints):
     @reliable_event_handler("dossier", "dossier_status_changed")
     def on_dossier_status_changed(self, payload):
         event = load(DossierStatusChangedSchema, payload)
-        ids = self.status_changes.run(NotifyDossierStatusChanged("notify.on_dossier_status_changed", event), self._uow())
+        command = NotifyDossierStatusChanged("notify.on_dossier_status_changed", event)
+        ids = self.status_changes.run(command, self._uow())
         self._after_event("dossier_status_changed", event, ids)
 
     @reliable_event_handler("payment", "payment_succeeded")

@@ -22,7 +22,7 @@ from portal_shared.logs import get_logger
 from portal_sync.client import NationalPortalClient, PortalSettings
 from portal_sync.commands import DeliverDue
 from portal_sync.messagebus import MessageBus
-from portal_sync.providers import Dossiers, NationalCatalogue
+from portal_sync.providers import Dossiers, KeptDirectory, NationalCatalogue
 from portal_sync.unit_of_work import SqlUnitOfWork
 
 log = get_logger(__name__)
@@ -76,28 +76,31 @@ class PortalDelivery(DependencyProvider):
 
     def run(self):
         database = self._dependency(Database)
-        directory = self._dependency(Dossiers).directory
+        directory = KeptDirectory(self._dependency(Dossiers).directory)  # one proxy for this thread's rounds
         codes = self._dependency(NationalCatalogue).codes
         client = NationalPortalClient(self.settings)
         uow = UnitOfWork(database.sessionmaker, None)
         bus = MessageBus(SqlUnitOfWork(uow), directory=directory, client=client, codes=codes)
         deliver = DeliverDue(self.batch_size, self.backoff_seconds, self.max_backoff_seconds)
         failures = 0
-        while self._running:
-            if failures:  # backing off: an event arriving meanwhile does not cut the wait short
-                self._stopping.wait(self._delay(failures))
-            elif self._wake.wait(self.tick_seconds) and self.gather_seconds:
-                self._stopping.wait(self.gather_seconds)  # let the changes of the next moments join this round
-            self._wake.clear()
-            if not self._running:
-                break
-            try:
-                failures = self._rounds(bus, deliver, failures)
-            except Exception as exc:  # database away: keep everything pending, try again later
-                failures += 1
-                log.warning("portal_delivery_failed", error=f"{type(exc).__name__}: {exc}"[:500])
-            finally:
-                uow.close()
+        try:
+            while self._running:
+                if failures:  # backing off: an event arriving meanwhile does not cut the wait short
+                    self._stopping.wait(self._delay(failures))
+                elif self._wake.wait(self.tick_seconds) and self.gather_seconds:
+                    self._stopping.wait(self.gather_seconds)  # let the changes of the next moments join this round
+                self._wake.clear()
+                if not self._running:
+                    break
+                try:
+                    failures = self._rounds(bus, deliver, failures)
+                except Exception as exc:  # database away: keep everything pending, try again later
+                    failures += 1
+                    log.warning("portal_delivery_failed", error=f"{type(exc).__name__}: {exc}"[:500])
+                finally:
+                    uow.close()
+        finally:
+            directory.close()
 
     def _rounds(self, bus, deliver, failures):
         while self._running:

@@ -13,8 +13,11 @@ from nameko.extensions import DependencyProvider
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from portal_shared.config import get_str
+from portal_shared.logs import get_logger
 from portal_sync.catalogue import NationalCodes
 from portal_sync.dossiers import DossierMissing, DossierUnavailable, caller_context, service_tokens
+
+log = get_logger(__name__)
 
 RPC_TIMEOUT_SECONDS = 30
 
@@ -60,16 +63,48 @@ class DossierDirectory:
 
     @contextmanager
     def open(self):
-        try:
-            proxy = PortalSyncRpcProxy(self.config, context_data=caller_context(self._tokens),
-                                    timeout=self.timeout)
-            client = proxy.start()
-        except Exception as exc:
-            raise DossierUnavailable(f"broker: {type(exc).__name__}") from None
+        proxy, client = self.connect()
         try:
             yield DossierReader(client)
         finally:
             proxy.stop()
+
+    def connect(self):
+        """A started proxy and its client (``proxy.stop()`` when done); ``DossierUnavailable`` without a broker."""
+        try:
+            proxy = PortalSyncRpcProxy(self.config, context_data=caller_context(self._tokens),
+                                       timeout=self.timeout)
+            return proxy, proxy.start()
+        except Exception as exc:
+            raise DossierUnavailable(f"broker: {type(exc).__name__}") from None
+
+
+class KeptDirectory:
+    """A ``DossierDirectory`` whose proxy stays open from one ``open()`` to the next, for one green thread
+    (the delivery loop, which otherwise connected, declared a reply queue and disconnected every round).
+    A block that ends in ``DossierUnavailable`` drops the proxy: the next ``open()`` connects afresh."""
+
+    def __init__(self, directory):
+        self._directory = directory
+        self._proxy = self._client = None
+
+    @contextmanager
+    def open(self):
+        if self._client is None:
+            self._proxy, self._client = self._directory.connect()
+        try:
+            yield DossierReader(self._client)
+        except DossierUnavailable:
+            self.close()
+            raise
+
+    def close(self):
+        proxy, self._proxy, self._client = self._proxy, None, None
+        if proxy is not None:
+            try:
+                proxy.stop()
+            except Exception as exc:  # a broken connection: nothing left to close
+                log.warning("dossier_proxy_close_failed", error=type(exc).__name__)
 
 
 class Dossiers(DependencyProvider):
