@@ -168,6 +168,12 @@ class UnitOfWork:
         if session.info.pop(outbox.PENDING_FLAG, False) and self._relay is not None:
             self._relay.wake()
 
+    def autocommit(self):
+        """Each statement of the session's next transaction commits by itself (no ``BEGIN``, ``COMMIT`` or
+        ``ROLLBACK`` round trips); call it before the transaction's first statement. The connection goes
+        back to the pool with its usual isolation level."""
+        self.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
     @contextmanager
     def read(self):
         """A read-only block: its transaction ends when the block does, so no

@@ -20,6 +20,7 @@ Aggregates hold their new events in a list attribute ``events``.
 """
 import abc
 import inspect
+from contextlib import contextmanager
 from functools import cache
 
 
@@ -46,6 +47,20 @@ class AbstractUnitOfWork(abc.ABC):
     def __exit__(self, *exc_info):
         self._flushed_events = []
         self.rollback()
+
+    @contextmanager
+    def autocommitting(self):
+        """``with uow.autocommitting():`` for a block of one statement: what it did is committed when the
+        block ends, as with ``with uow: ...; uow.commit()``, but over a database the statement commits by
+        itself, without the ``BEGIN`` and ``COMMIT`` round trips. Statements that must take effect together,
+        or read one snapshot, belong in ``with uow:``."""
+        with self:
+            self._autocommit()
+            yield self
+            self.commit()
+
+    def _autocommit(self):
+        """Make each statement of the block just opened commit by itself (nothing to do without a database)."""
 
     def flush(self):
         """Store the aggregates handed out so far and record their new events, in this transaction."""
@@ -117,6 +132,9 @@ class DatabaseUnitOfWork(AbstractUnitOfWork):
 
     def _commit(self):
         self._database.commit()
+
+    def _autocommit(self):
+        self._database.autocommit()
 
     def rollback(self):
         self._database.session.rollback()

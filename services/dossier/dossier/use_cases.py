@@ -87,7 +87,7 @@ def record_payment(command, uow):
 
 
 def get_dossier(uow, code, caller=None):
-    with uow:
+    with uow.autocommitting():  # one statement: no BEGIN / ROLLBACK round trips
         dossier = uow.dossiers.get(code)
     if dossier is None:
         raise DossierNotFound(f"no dossier {code!r}")

@@ -287,18 +287,20 @@ def apply_sms_receipt(command, uow, settings=None):
     now = command.now or utcnow()
     reference = str(command.provider_reference)
     kept = False
-    with uow:
-        def apply():
-            return uow.notifications.apply_receipt(command.provider, reference, command.status, now,
-                                                   notification_id=command.notification_id)
 
+    def apply():
+        return uow.notifications.apply_receipt(command.provider, reference, command.status, now,
+                                               notification_id=command.notification_id)
+
+    with uow.autocommitting():  # the usual case, one statement: no BEGIN / COMMIT round trips
         changed = apply()
-        if changed is None and command.notification_id:
+    if changed is None and command.notification_id:
+        with uow:
             kept = uow.notifications.keep_early_receipt(command.provider, reference, command.status,
                                                         command.notification_id, now)
             if not kept:  # its outcome was recorded while this waited for the row: it applies now
                 changed = apply()
-        uow.commit()
+            uow.commit()
     if kept:
         return ReceiptApplied(command.notification_id, Status.SENDING, kept_for_outcome=True)
     return ReceiptApplied(*changed) if changed is not None else None
