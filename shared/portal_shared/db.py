@@ -110,6 +110,9 @@ def _discard_if_closed_by_server(dbapi_connection, _record, _proxy):
         raise sa.exc.DisconnectionError("server closed the connection")
 
 
+FRESH_TRANSACTION = "portal_shared.fresh_transaction"  # session.info: begun, no statement run yet
+
+
 class RetryingSession(Session):
     """A session that runs a transaction again, once, when its first statement finds the
     connection dead (the server closed it after the checkout's check).
@@ -119,7 +122,9 @@ class RetryingSession(Session):
     """
 
     def execute(self, statement, *args, **kwargs):
-        first = not self.in_transaction() and not (self.new or self.dirty or self.deleted)
+        # a transaction begun without a statement yet (``UnitOfWork.autocommit``) is still at its first
+        fresh = self.info.pop(FRESH_TRANSACTION, False)
+        first = (fresh or not self.in_transaction()) and not (self.new or self.dirty or self.deleted)
         try:
             return super().execute(statement, *args, **kwargs)
         except sa.exc.DBAPIError as exc:
@@ -173,6 +178,7 @@ class UnitOfWork:
         ``ROLLBACK`` round trips); call it before the transaction's first statement. The connection goes
         back to the pool with its usual isolation level."""
         self.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        self.session.info[FRESH_TRANSACTION] = True
 
     @contextmanager
     def read(self):

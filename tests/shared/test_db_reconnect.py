@@ -84,6 +84,26 @@ def test_a_dead_connection_met_by_the_first_statement_runs_the_transaction_again
     assert second != first
 
 
+def test_a_dead_connection_met_by_an_autocommitting_blocks_statement_runs_it_again(engine, admin, monkeypatch):
+    class Blind:
+        def register(self, *args):
+            pass
+
+        def poll(self, timeout):
+            return []
+
+    first = backend_pid(engine)
+    monkeypatch.setattr(db, "_poll", Blind)
+    terminate(admin, first)
+    uow = unit_of_work(engine)
+    try:
+        uow.autocommit()  # takes the dead connection without a round trip
+        second = uow.session.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+    finally:
+        uow.close()
+    assert second != first
+
+
 def test_a_connection_lost_inside_a_transaction_fails_it_and_the_next_one_succeeds(engine, admin):
     uow = unit_of_work(engine)
     with pytest.raises(sa.exc.DBAPIError):
