@@ -92,7 +92,15 @@ def create_db_engine(url, pool_size=DEFAULT_POOL_SIZE, max_overflow=DEFAULT_POOL
     engine = sa.create_engine(parsed, pool_size=pool_size, max_overflow=max_overflow,
                               pool_recycle=POOL_RECYCLE_SECONDS, hide_parameters=True, **options)
     sa.event.listen(engine, "checkout", _discard_if_closed_by_server)
+    sa.event.listen(engine, "checkin", _transactional_again)
     return engine
+
+
+def _transactional_again(dbapi_connection, _record):
+    """Checkin hook: a connection a block ran in autocommit (``UnitOfWork.autocommit``) goes back to the
+    pool transactional (a local switch of psycopg2's, no round trip)."""
+    if dbapi_connection is not None and getattr(dbapi_connection, "autocommit", False):
+        dbapi_connection.autocommit = False
 
 
 def _discard_if_closed_by_server(dbapi_connection, _record, _proxy):
@@ -175,9 +183,15 @@ class UnitOfWork:
 
     def autocommit(self):
         """Each statement of the session's next transaction commits by itself (no ``BEGIN``, ``COMMIT`` or
-        ``ROLLBACK`` round trips); call it before the transaction's first statement. The connection goes
-        back to the pool with its usual isolation level."""
-        self.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        ``ROLLBACK`` round trips); call it before the transaction's first statement.
+
+        psycopg2's own ``autocommit`` switch, set here and cleared when the connection goes back to the
+        pool (``_transactional_again``), costs no round trip; SQLAlchemy's ``AUTOCOMMIT`` isolation level
+        would cost one (``SET default_transaction_isolation``) at every return to the pool. On SQLite the
+        block stays one transaction, committed when it ends."""
+        dbapi_connection = self.session.connection().connection.dbapi_connection
+        if getattr(dbapi_connection, "autocommit", None) is False:
+            dbapi_connection.autocommit = True
         self.session.info[FRESH_TRANSACTION] = True
 
     @contextmanager
