@@ -112,3 +112,38 @@ def test_health_endpoints(dossier_container, dossier_config):
     assert ready.status_code == 200 and ready.json()["database"] == "ok" and ready.json()["broker"] == "ok"
     metrics = requests.get(f"{base}/metrics", timeout=5).text
     assert "portal_worker_calls_total" in metrics and "portal_outbox_pending" in metrics
+
+
+def test_calls_arriving_together_share_transactions_and_each_is_answered_for_itself(
+        container_factory, dossier_container, dossier_config, applicant):
+    """The group commit of ``act_on_dossier``: concurrent calls on different dossiers, a refused one among
+    them and two on the same dossier; each caller gets its own answer, each change one event."""
+    collector = make_collector("dossier", "dossier_status_changed")
+    container_factory(collector, dossier_config).start()
+    with rpc_proxy(dossier_config) as rpc:
+        codes = [rpc.dossier.submit_dossier("KHAISINH-01", applicant)["code"] for _ in range(16)]
+        finished = rpc.dossier.submit_dossier("KHAISINH-01", applicant)["code"]
+    calls = [(code, "accept") for code in codes] + [(finished, "finish"), (codes[0], "accept")]
+    answers = {}
+
+    def call(index, code, action):
+        with rpc_proxy(dossier_config) as rpc:
+            try:
+                answers[index] = rpc.dossier.act_on_dossier(code, action, "officer-1")["status"]
+            except RemoteError as exc:
+                answers[index] = exc.exc_type
+
+    pool = eventlet.GreenPool(len(calls))
+    for index, (code, action) in enumerate(calls):
+        pool.spawn(call, index, code, action)
+    pool.waitall()
+    assert [answers[i] for i in range(1, 16)] == ["accepted"] * 15
+    assert answers[16] == "InvalidTransition"
+    assert sorted([answers[0], answers[17]]) == ["InvalidTransition", "accepted"]  # codes[0] accepted once
+    group = next(dependency for dependency in dossier_container.dependencies
+                 if getattr(dependency, "attr_name", None) == "actions").group
+    assert group.grouped > 0  # some calls did share a transaction
+    wait_for(lambda: len(collector.received) >= 33, message="33 events")  # 17 submitted, 16 accepted
+    eventlet.sleep(0.5)
+    accepted = [e["dossier_code"] for e in collector.received if e["new_status"] == "accepted"]
+    assert sorted(accepted) == sorted(codes)

@@ -29,6 +29,13 @@ class ActOnDossier:
 
 
 @dataclass(frozen=True)
+class ActOnDossiers:
+    """Several ``ActOnDossier`` on different dossiers, in one transaction (a group commit of concurrent calls)."""
+
+    commands: tuple
+
+
+@dataclass(frozen=True)
 class RecordPayment:
     """A ``payment_succeeded`` event the payment service confirmed, once per ``consumer``."""
 

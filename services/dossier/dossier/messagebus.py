@@ -43,6 +43,7 @@ IN_TRANSACTION = {
 COMMAND_HANDLERS = {
     commands.SubmitDossier: use_cases.submit_dossier,
     commands.ActOnDossier: use_cases.act_on_dossier,
+    commands.ActOnDossiers: use_cases.act_on_dossiers,
     commands.RecordPayment: use_cases.record_payment,
 }
 

@@ -2,7 +2,7 @@
 from nameko.exceptions import RemoteError
 
 from dossier import permissions, use_cases
-from dossier.commands import ActOnDossier, RecordPayment, SubmitDossier
+from dossier.commands import ActOnDossier, ActOnDossiers, RecordPayment, SubmitDossier
 from dossier.domain.model import InvalidTransition
 from dossier.messagebus import MessageBus
 from dossier.orm import Base  # noqa: F401  (tables known to Alembic autogenerate)
@@ -22,6 +22,7 @@ from portal_shared.errors import Forbidden, Unauthorized, ValidationError, load
 from portal_shared.extensions.auth import CallerIdentity, ServiceRpcProxy
 from portal_shared.extensions.database import Database
 from portal_shared.extensions.events import EventSignatures, ParkEvent, reliable_event_handler
+from portal_shared.extensions.grouping import GroupCommits
 from portal_shared.extensions.health import HealthEndpoints, Monitoring
 from portal_shared.extensions.logs import WorkerLogContext
 from portal_shared.extensions.rpc import rpc
@@ -43,6 +44,8 @@ class DossierService(HealthEndpoints):
     caller = CallerIdentity()
     payment_rpc = ServiceRpcProxy("payment")  # confirms unsigned payment events, with dossier's own service token
     payment_signatures = EventSignatures("PAYMENT_EVENT_KEY")  # signed payment events need no confirming call
+    # calls acting on different dossiers at once share one transaction (portal_shared.extensions.grouping)
+    actions = GroupCommits.of_commands(MessageBus, ActOnDossiers)
 
     @rpc(expected_exceptions=EXPECTED)
     def submit_dossier(self, procedure_code, applicant, form_data=None):
@@ -74,7 +77,7 @@ class DossierService(HealthEndpoints):
     def act_on_dossier(self, code, action, actor, note=None):
         caller = self.caller.require()
         request = load(ActOnDossierSchema, {"code": code, "action": action, "actor": actor, "note": note})
-        dossier = self._bus().handle(ActOnDossier(**request, caller=caller))
+        dossier = self.actions.run(ActOnDossier(**request, caller=caller), self._uow())
         self.log.info("dossier_transition", dossier_code=code, action=action, status=dossier.status.value,
                       actor=caller.subject, display_name=request["actor"])
         return dump_dossier(dossier)

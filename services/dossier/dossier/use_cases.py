@@ -9,7 +9,8 @@ work. No SQLAlchemy here: the repository holds the queries.
 import secrets
 
 from dossier import permissions
-from dossier.domain.model import Applicant, Dossier, Status, on_time_rate
+from dossier.domain.model import Applicant, Dossier, InvalidTransition, Status, on_time_rate
+from portal_shared.errors import Forbidden
 from portal_shared.timeutil import to_vn, utcnow
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I
@@ -21,6 +22,14 @@ class UnknownProcedure(Exception):
 
 class DossierNotFound(Exception):
     pass
+
+
+class DossierNamedTwice(Exception):
+    """Two calls on one dossier in one group: run one by one instead (``act_on_dossiers``)."""
+
+
+# what refuses one call of a group without touching anything: the others go on
+REFUSALS = (DossierNotFound, InvalidTransition, Forbidden)
 
 
 def new_dossier_code(agency_code, now):
@@ -52,17 +61,40 @@ def submit_dossier(command, uow, catalogue):
 
 def act_on_dossier(command, uow):
     """Apply a portal action; the history's actor is the verified caller's subject."""
-    now = command.now or utcnow()
     with uow:
-        dossier = uow.dossiers.get_for_update(command.code)
-        if dossier is None:
-            raise DossierNotFound(f"no dossier {command.code!r}")
-        actor = command.actor
-        if command.caller is not None:
-            permissions.check_act(command.caller, dossier, command.action)
-            actor = command.caller.subject
-        dossier.act(command.action, actor, command.note, now)
+        dossier = _act(command, uow.dossiers.get_for_update(command.code))
         uow.commit()
+    return dossier
+
+
+def act_on_dossiers(command, uow):
+    """``act_on_dossier`` for several calls on different dossiers, in one transaction: the rows locked in one
+    statement, their changes and outbox rows written together. Returns, per call, the dossier or the
+    exception that refused it (nothing of a refused call is stored; the others are). Two calls on one
+    dossier are not grouped: ``DossierNamedTwice`` makes the caller run them one by one, in order."""
+    codes = [each.code for each in command.commands]
+    if len(set(codes)) < len(codes):
+        raise DossierNamedTwice("two calls on one dossier run one after the other")
+    with uow:
+        found = uow.dossiers.all_for_update(codes)
+        results = []
+        for each in command.commands:
+            try:
+                results.append(_act(each, found.get(each.code)))
+            except REFUSALS as exc:
+                results.append(exc)
+        uow.commit()
+    return results
+
+
+def _act(command, dossier):
+    if dossier is None:
+        raise DossierNotFound(f"no dossier {command.code!r}")
+    actor = command.actor
+    if command.caller is not None:
+        permissions.check_act(command.caller, dossier, command.action)
+        actor = command.caller.subject
+    dossier.act(command.action, actor, command.note, command.now or utcnow())
     return dossier
 
 

@@ -15,6 +15,9 @@ arrive faster than they are handled, several workers wait at once; a
 - items that arrive meanwhile wait for that batch to end; then the first of
   them leads the next batch with its unit of work. A lone item therefore
   waits for nothing: batches only form where there was a queue already;
+- ``together`` may answer an exception for an item it refused without
+  touching anything (a domain error): that worker gets it raised, the
+  others their results;
 - if the batch fails, nothing of it was committed, and each of its items
   runs again on its own with ``alone(item, uow)``: an item that cannot be
   applied fails alone (its handler's retry or dead-letter path takes it) and
@@ -115,7 +118,10 @@ class GroupCommit:
             else:
                 self.grouped += len(batch)
                 for waiter, result in zip(batch, results, strict=True):
-                    waiter.finish(result)
+                    if isinstance(result, Exception):
+                        waiter.finish(error=result)
+                    else:
+                        waiter.finish(result)
                 return
         for waiter in batch:
             try:

@@ -48,6 +48,10 @@ class FakeDossiers:
         self._tracked.append((dossier, len(dossier.history)))
         return dossier
 
+    def all_for_update(self, codes):
+        found = {code: self.get_for_update(code) for code in sorted(set(codes))}
+        return {code: dossier for code, dossier in found.items() if dossier is not None}
+
     def list(self, applicant_id_number=None, status=None, agency_code=None, limit=50, offset=0, agency_codes=None):
         found = [dossier for dossier in reversed(self._store.dossiers.values())
                  if (agency_codes is None or dossier.procedure.agency_code in agency_codes)

@@ -7,10 +7,10 @@ from datetime import datetime, timedelta
 import pytest
 
 from dossier import use_cases
-from dossier.commands import ActOnDossier, RecordPayment, SubmitDossier
+from dossier.commands import ActOnDossier, ActOnDossiers, RecordPayment, SubmitDossier
 from dossier.domain.model import InvalidTransition, Procedure, Status
 from dossier.messagebus import MessageBus
-from dossier.use_cases import DossierNotFound, UnknownProcedure
+from dossier.use_cases import DossierNamedTwice, DossierNotFound, UnknownProcedure
 from portal_shared.auth import Caller
 from portal_shared.errors import Forbidden
 from portal_shared.timeutil import VN_TZ, isoformat
@@ -131,6 +131,26 @@ def test_an_officer_of_another_agency_may_not_act(h):
     with pytest.raises(Forbidden):
         h.act(code, "accept", caller=stranger)
     assert h.statuses(code) == [Status.submitted] and len(h.uow.events()) == 1
+
+
+def test_calls_on_different_dossiers_share_one_transaction_and_a_refused_one_stores_nothing(h):
+    free, paid, finished, other = (h.submit("KHAISINH-01").code, h.submit().code, h.submit().code,
+                                   h.submit("KHAISINH-01").code)
+    stranger = Caller("can-bo-khac", frozenset({"officer"}), agencies=frozenset({"CA-HN"}))
+    calls = (ActOnDossier(paid, "accept", "A", caller=OFFICER, now=MONDAY),
+             ActOnDossier("STP-HN-000000-XXXXXX", "accept", "A", now=MONDAY),
+             ActOnDossier(finished, "finish", "A", now=MONDAY),
+             ActOnDossier(free, "accept", "A", caller=stranger, now=MONDAY),
+             ActOnDossier(other, "accept", "A", now=MONDAY))
+    events, commits = len(h.uow.events()), h.uow.commits
+    results = h.bus.handle(ActOnDossiers(calls))
+    assert results[0].status is Status.payment_requested and results[4].status is Status.accepted
+    assert [type(result) for result in results[1:4]] == [DossierNotFound, InvalidTransition, Forbidden]
+    assert h.uow.commits == commits + 1
+    assert h.statuses(finished) == [Status.submitted] and h.statuses(free) == [Status.submitted]
+    assert len(h.uow.events()) == events + 3  # accepted + payment_requested, accepted
+    with pytest.raises(DossierNamedTwice):  # two calls on one dossier: the group commit runs them one by one
+        h.bus.handle(ActOnDossiers((ActOnDossier(free, "accept", "A"), ActOnDossier(free, "reject", "A"))))
 
 
 def test_acting_on_an_unknown_dossier(h):
