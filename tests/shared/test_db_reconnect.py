@@ -67,17 +67,26 @@ def test_a_connection_terminated_by_the_server_is_replaced_at_checkout_without_a
     assert statements == ["SELECT pg_backend_pid()"]  # one statement, one round trip: no SELECT 1
 
 
-def test_a_dead_connection_met_by_the_first_statement_runs_the_transaction_again(engine, admin, monkeypatch):
-    class Blind:  # the checkout's look at the socket sees nothing (a half-open TCP connection)
-        def register(self, *args):
-            pass
+class Blind:
+    """The checkout's look at the socket sees nothing (a half-open TCP connection)."""
 
-        def poll(self, timeout):
-            return []
+    def register(self, *args):
+        pass
 
-    first = backend_pid(engine)
+    def poll(self, timeout):
+        return []
+
+
+def dead_unnoticed(engine, admin, monkeypatch):
+    """The pooled connection's backend is gone, and the checkout cannot tell; returns its pid."""
+    pid = backend_pid(engine)
     monkeypatch.setattr(db, "_poll", Blind)
-    terminate(admin, first)
+    terminate(admin, pid)
+    return pid
+
+
+def test_a_dead_connection_met_by_the_first_statement_runs_the_transaction_again(engine, admin, monkeypatch):
+    first = dead_unnoticed(engine, admin, monkeypatch)
 
     second = backend_pid(engine)
 
@@ -85,16 +94,7 @@ def test_a_dead_connection_met_by_the_first_statement_runs_the_transaction_again
 
 
 def test_a_dead_connection_met_by_an_autocommitting_blocks_statement_runs_it_again(engine, admin, monkeypatch):
-    class Blind:
-        def register(self, *args):
-            pass
-
-        def poll(self, timeout):
-            return []
-
-    first = backend_pid(engine)
-    monkeypatch.setattr(db, "_poll", Blind)
-    terminate(admin, first)
+    first = dead_unnoticed(engine, admin, monkeypatch)
     uow = unit_of_work(engine)
     try:
         uow.autocommit()  # takes the dead connection without a round trip
