@@ -16,11 +16,6 @@ from portal_shared.timeutil import utcnow
 
 # built once per dialect: every event handler runs it, and building a statement costs more than running it
 _CLAIMS = {
-    name: insert(inbox_table).on_conflict_do_nothing().returning(inbox_table.c.event_id)
-    for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
-}
-
-_CLAIMS_MANY = {
     name: insert(inbox_table).on_conflict_do_nothing().returning(inbox_table.c.consumer, inbox_table.c.event_id)
     for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
 }
@@ -28,9 +23,7 @@ _CLAIMS_MANY = {
 
 def claim_event(session, consumer, event_id):
     """Return True if this consumer has not yet processed ``event_id``."""
-    values = {"consumer": consumer, "event_id": str(event_id), "received_at": utcnow()}
-    statement = _CLAIMS["postgresql" if on_postgresql(session) else "sqlite"]
-    return session.execute(statement, values).first() is not None
+    return bool(claim_events(session, [(consumer, event_id)]))
 
 
 def claim_events(session, claims):
@@ -42,7 +35,7 @@ def claim_events(session, claims):
     wanted = sorted({(consumer, str(event_id)) for consumer, event_id in claims})
     if not wanted:
         return set()
-    statement = _CLAIMS_MANY["postgresql" if on_postgresql(session) else "sqlite"]
+    statement = _CLAIMS["postgresql" if on_postgresql(session) else "sqlite"]
     rows = session.execute(statement, [{"consumer": consumer, "event_id": event_id, "received_at": now}
                                        for consumer, event_id in wanted]).all()
     return {(row.consumer, row.event_id) for row in rows}
