@@ -106,33 +106,22 @@ class SqlDossiers:
         ``with_history=False`` spares the history's read for a caller that never
         shows it: the dossier's ``history`` then holds only what this transaction adds.
         """
-        row = self._session.execute(
-            sa.select(dossiers).where(dossiers.c.code == code).with_for_update()).mappings().first()
-        if row is None:
-            return None
-        entries = []
-        if with_history:  # read after the lock: it sees every entry committed before it
-            entries = [entry_from_row(values) for values in self._session.execute(
-                sa.select(history).where(history.c.dossier_id == row["id"]).order_by(history.c.id)).mappings()]
-        dossier = dossier_from_row(row, entries)
-        self._tracked.append(_Tracked(dossier, row["id"], entries_stored=len(entries)))
-        return dossier
+        return self.all_for_update([code], with_history).get(code)
 
-    def all_for_update(self, codes):
-        """``{code: dossier}`` of those of ``codes`` that exist, each with its history, their rows locked until
-        the transaction ends: two statements for all. The rows are locked in code order, so two transactions
-        locking overlapping sets wait for each other instead of deadlocking; the history is read after the
-        locks, as in ``get_for_update``."""
+    def all_for_update(self, codes, with_history=True):
+        """``{code: dossier}`` of those of ``codes`` that exist, their rows locked until the transaction ends:
+        two statements for all. The rows are locked in code order, so two transactions locking overlapping
+        sets wait for each other instead of deadlocking; the history is read after the locks, so it holds
+        every entry committed before them."""
         rows = self._session.execute(
             sa.select(dossiers).where(dossiers.c.code.in_(sorted(set(codes))))
             .order_by(dossiers.c.code).with_for_update()).mappings().all()
-        if not rows:
-            return {}
         entries = {row["id"]: [] for row in rows}
-        for values in self._session.execute(
-                sa.select(history).where(history.c.dossier_id.in_(list(entries)))
-                .order_by(history.c.dossier_id, history.c.id)).mappings():
-            entries[values["dossier_id"]].append(entry_from_row(values))
+        if with_history and entries:
+            for values in self._session.execute(
+                    sa.select(history).where(history.c.dossier_id.in_(list(entries)))
+                    .order_by(history.c.dossier_id, history.c.id)).mappings():
+                entries[values["dossier_id"]].append(entry_from_row(values))
         found = {}
         for row in rows:
             dossier = dossier_from_row(row, entries[row["id"]])
