@@ -8,6 +8,7 @@ wherever it appears, also inside free text and exception messages).
 """
 import re
 import unicodedata
+from functools import lru_cache
 from urllib.parse import unquote
 
 SECRET_KEY_PATTERN = re.compile(
@@ -42,10 +43,13 @@ URL_PASSWORD_PATTERN = re.compile(r"([a-z][a-z0-9+.\-]*://[^\s:/@]*:)([^\s@/]+)@
 # PostgreSQL echoes the failing statement (psycopg2 interpolates parameters) and key values.
 PG_STATEMENT_ECHO_PATTERN = re.compile(r"(LINE \d+: |DETAIL:\s+Key \([^)\n]*\)=\()[^\n]*")
 _PERCENT_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
-# Every pattern above needs one of these in the text it masks: a digit (phone, citizen ID, statement
-# echo), "@" (e-mail, URL password), ":" or "=" (secrets, Authorization), "%" (something encoded) or a
-# bearer/basic scheme. Text without any of them, that NFKC leaves as it is, has nothing to mask.
-_MAY_HOLD = re.compile(r"[\d@:=%]|bearer|basic", re.IGNORECASE)
+# Every pattern but the phone number and the citizen ID needs one of these in the text it masks: "@"
+# (e-mail, URL password), ":" (statement echo, URL password, secrets, Authorization), "=" (secrets,
+# Authorization), "%" (something encoded) or a bearer/basic scheme.
+_MAY_HOLD_MORE = re.compile(r"[@:=%]|bearer|basic", re.IGNORECASE)
+# A phone number (10 digits or more) or a citizen ID (12) needs nine digits in a row, with at most one
+# separator between two of them. Identifiers (UUIDs, dossier codes, transaction references) rarely have one.
+_DIGIT_RUN = re.compile(r"\d(?:[ .\-]?\d){8}")
 # Fields the logging set-up writes itself (time, level, logger, the worker's service, call id and
 # entrypoint): never personal data, never searched.
 OWN_FIELDS = frozenset({"timestamp", "level", "logger", "service", "call_id", "entrypoint"})
@@ -71,10 +75,22 @@ def _email(match):
     return f"{first or ''}***@{match.group(2)}"
 
 
+def _mask_numbers(text):
+    text = PHONE_PATTERN.sub(lambda m: f"***{m.group(1)}{m.group(2)}", text)
+    return CITIZEN_ID_PATTERN.sub(lambda m: f"*********{m.group(2)}", text)
+
+
 def mask_text(text):
     """Return ``text`` with e-mails, phone numbers, citizen IDs, URL passwords and secrets masked."""
-    if not _MAY_HOLD.search(text) and (text.isascii() or unicodedata.is_normalized("NFKC", text)):
-        return text
+    if (text.isascii() or unicodedata.is_normalized("NFKC", text)) and not _MAY_HOLD_MORE.search(text):
+        # nothing to decode and nothing but numbers to find (log fields are mostly such text): the
+        # patterns below would change nothing but the phone numbers and citizen IDs
+        return _mask_numbers(text) if _DIGIT_RUN.search(text) else text
+    return mask_all(text)
+
+
+def mask_all(text):
+    """``mask_text`` without its shortcut: every pattern, always (the reference the shortcut is tested against)."""
     text = PG_STATEMENT_ECHO_PATTERN.sub(lambda m: m.group(1) + "[hidden]", text)
     text = URL_PASSWORD_PATTERN.sub(_url_password, text)  # before decoding: a password may hold %40 (@)
     text = _normalise(text)
@@ -83,14 +99,18 @@ def mask_text(text):
     text = BEARER_PATTERN.sub(lambda m: f"{m.group(1)} {MASK}", text)
     text = INLINE_SECRET_PATTERN.sub(lambda m: m.group(1) + MASK, text)
     text = EMAIL_PATTERN.sub(_email, text)
-    text = PHONE_PATTERN.sub(lambda m: f"***{m.group(1)}{m.group(2)}", text)
-    text = CITIZEN_ID_PATTERN.sub(lambda m: f"*********{m.group(2)}", text)
-    return text
+    return _mask_numbers(text)
+
+
+@lru_cache(maxsize=4096)
+def _secret_key(key):
+    """Whether a field named ``key`` holds a secret (a log event has few distinct keys: asked once each)."""
+    return SECRET_KEY_PATTERN.search(key) is not None
 
 
 def mask_value(value, key=None):
     """Mask one value of a structured log event, recursively."""
-    if key is not None and SECRET_KEY_PATTERN.search(str(key)) and value not in (None, ""):
+    if key is not None and value is not None and value != "" and _secret_key(str(key)):
         return MASK
     if isinstance(value, str):
         return mask_text(value)
