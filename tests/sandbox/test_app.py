@@ -38,6 +38,21 @@ def test_every_provider_s_path_reaches_its_fake(sandbox):
     assert catalogue["result"][0]["TENTTHC"] == "Cấp Phiếu lý lịch tư pháp"
 
 
+def test_a_poller_asks_the_outbox_for_the_messages_newer_than_the_last_it_saw():
+    store = Store()
+    sandbox = Client(SandboxApp(Settings.from_env({}), store))
+    first = store.add_message("sms", "esms", "84912345678", "một")
+    store.add_message("email", "smtp", "a@example.vn", None)
+    third = store.add_message("sms", "esms", "84912345679", "hai")
+    assert [m["id"] for m in sandbox.get("/outbox.json?channel=sms&after=0").json["messages"]] == [third["id"],
+                                                                                                   first["id"]]
+    assert [m["id"] for m in sandbox.get(f"/outbox.json?channel=sms&after={first['id']}").json["messages"]] == [
+        third["id"]]
+    assert sandbox.get(f"/outbox.json?after={third['id']}").json["messages"] == []
+    refused = sandbox.get("/outbox.json?after=last")
+    assert refused.status_code == 400 and "after" in refused.json["error"]
+
+
 def test_sms_faults_are_scripted_and_cleared_through_the_sandbox(sandbox):
     planned = sandbox.post("/_sandbox/faults", json={"provider": "esms", "code": "http_500", "times": 2}).json
     assert planned["esms"] == ["http_500", "http_500"]

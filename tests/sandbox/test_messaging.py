@@ -53,3 +53,26 @@ def test_reading_the_sms_outbox_leaves_e_mails_to_be_decoded_when_they_are_read(
     [email] = store.outbox(channel="email")
     assert (email["text"], email["subject"], decoded) == ("Kính gửi", "Hồ sơ ABC", [1])
     assert [m["channel"] for m in store.outbox()] == ["email", "sms"] and decoded == [1]
+
+
+@pytest.mark.parametrize("arg", [
+    "<cong.dan@example.vn>", "<a.b+c_d@bench.example> SIZE=1000 BODY=8BITMIME", " <x@y.vn>", "<x@y.vn>SIZE=1",
+    "<>", '<"quoted local"@example.vn>', "bare@example.vn", "<@relay.vn:a@example.vn>", "<no-at-sign>",
+    "<a@b.vn", "<Nguyễn@example.vn>", "", "<a@b.vn>   ",
+])
+def test_the_sinks_quick_path_reads_an_address_as_aiosmtpd_does(arg):
+    from aiosmtpd.smtp import SMTP
+    from sandbox.fakes.smtp import SinkSmtp
+
+    quick, library = SinkSmtp.__new__(SinkSmtp), SMTP.__new__(SMTP)
+    quick.local_part_limit = library.local_part_limit = 0
+    assert quick._getaddr(arg) == SMTP._getaddr(library, arg)
+
+
+def test_the_sink_refuses_an_overlong_local_part_on_the_quick_path_too():
+    from sandbox.fakes.smtp import SinkSmtp
+
+    sink = SinkSmtp.__new__(SinkSmtp)
+    sink.local_part_limit = 64
+    assert sink._getaddr(f"<{'a' * 65}@example.vn>") == (None, None)
+    assert sink._getaddr(f"<{'a' * 64}@example.vn>") == (f"{'a' * 64}@example.vn", "")

@@ -68,8 +68,13 @@ class SandboxApp:
         return json_response({"error": error}, 400) if error else json_response({"status": "ok"})
 
     def outbox_json(self, request):
-        """Messages newest first; ``?channel=sms|email``, ``?to=``, ``?provider=``, ``?contains=`` filter."""
-        messages = self.store.outbox(channel=request.args.get("channel") or None)
+        """Messages newest first; ``?channel=sms|email``, ``?to=``, ``?provider=``, ``?contains=`` filter,
+        ``?after=ID`` gives only the messages newer than message ``ID`` (a poller asks for what is new)."""
+        after = request.args.get("after")
+        if after is not None and not after.isdigit():
+            return json_response({"error": "after must be a message id (a whole number)"}, 400)
+        messages = self.store.outbox(channel=request.args.get("channel") or None,
+                                     after=int(after) if after is not None else None)
         for name in ("to", "provider"):
             if request.args.get(name):
                 messages = [m for m in messages if m[name] == request.args[name]]

@@ -6,11 +6,9 @@ import email
 import email.policy
 import logging
 
-from aiosmtpd.controller import Controller
-
 from sandbox.callbacks import deliver
 from sandbox.fakes.sms import FakeEsms, FakeSpeedSms
-from sandbox.fakes.smtp import RecordingSmtpHandler
+from sandbox.fakes.smtp import RecordingSmtpHandler, SinkController
 
 
 class SandboxEsms(FakeEsms):
@@ -86,6 +84,6 @@ def start_smtp(store, host, port):
     aiosmtpd logs every SMTP command and reply at INFO (logger ``mail.log``): a tenth of the sandbox's CPU
     under ``make bench``. Its warnings and errors still show; the messages themselves are in the outbox."""
     logging.getLogger("mail.log").setLevel(logging.WARNING)
-    controller = Controller(OutboxSmtpHandler(store), hostname=host, port=port)
+    controller = SinkController(OutboxSmtpHandler(store), hostname=host, port=port)
     controller.start()
     return controller

@@ -79,8 +79,9 @@ class Store:
             self.messages.append(message)
             return message
 
-    def outbox(self, channel=None):
-        """Messages newest first (of one ``channel`` only, if given). Messages of that channel not decoded
+    def outbox(self, channel=None, after=None):
+        """Messages newest first (of one ``channel`` only, if given; only those whose ``id`` is above
+        ``after``, if given: a reader polling for new messages). Messages of that channel not decoded
         yet are decoded here, outside ``lock``, so a fake answering meanwhile never waits for it; readers
         take turns, so none sees a message another is still decoding."""
         with self._decoding:
@@ -92,7 +93,10 @@ class Store:
                 for message, fields in decoded:
                     message["meta"].update(fields.pop("meta", {}))
                     message.update(fields)
-                return [message for message in reversed(self.messages) if channel in (None, message["channel"])]
+                newest_first = reversed(self.messages)
+                if after is not None:  # ids grow with the list: stop at the first message already seen
+                    newest_first = itertools.takewhile(lambda message: message["id"] > after, newest_first)
+                return [message for message in newest_first if channel in (None, message["channel"])]
 
     def add_callback(self, kind, url, request, status, answer):
         with self.lock:
