@@ -7,7 +7,7 @@ import pytest
 
 from notify.domain.model import Status
 from notify.mail import SmtpMailer
-from notify.sms import SmsRouter, clients_from_config
+from notify.sms import ProviderError, SmsRouter, clients_from_config
 from notify.use_cases import Message
 from portal_shared.logs import configure_logging
 from tests.notify.conftest import ESMS_CALLBACK_TOKEN
@@ -104,6 +104,32 @@ def test_all_providers_down_is_a_temporary_failure(router, esms, speedsms):
     outcome = router.send(sms())
     assert outcome.status == Status.TEMPORARY_FAILURE
     assert "esms http_503" in outcome.error and "speedsms http_502" in outcome.error
+
+
+def test_a_provider_that_refuses_connections_is_a_temporary_connection_error(provider_config, esms, speedsms):
+    from tests.helpers import free_port
+
+    config = {**provider_config, "ESMS_BASE_URL": f"http://127.0.0.1:{free_port()}"}
+    [esms_client] = [client for client in clients_from_config(config) if client.name == "esms"]
+    with pytest.raises(ProviderError) as refused:
+        esms_client.send("11111111-2222-3333-4444-555555555555", "0912345678", "DVC: thu")
+    assert refused.value.code == "connection_error" and not refused.value.permanent
+    outcome = SmsRouter.from_config(config).send(sms())
+    assert outcome.provider == "speedsms" and outcome.status == Status.SENT
+    assert esms.requests == [] and len(speedsms.delivered) == 1
+
+
+def test_the_sms_clients_keep_their_connections_and_honour_the_proxy_settings(monkeypatch):
+    import urllib3
+
+    from notify.sms import http_pool
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "speedsms.internal")
+    assert isinstance(http_pool("https://rest.esms.vn", 4), urllib3.ProxyManager)
+    assert not isinstance(http_pool("https://speedsms.internal", 4), urllib3.ProxyManager)
+    monkeypatch.delenv("HTTPS_PROXY")
+    assert not isinstance(http_pool("https://rest.esms.vn", 4), urllib3.ProxyManager)
 
 
 def test_an_invalid_number_at_speedsms_is_permanent(router, esms, speedsms):
