@@ -176,3 +176,34 @@ def test_a_receipt_arriving_while_the_outcome_commits_is_applied_once_it_has(not
 
 def _sent(reference, now):
     return attempt_result(Outcome(Status.SENT, "esms", reference), 1, SETTINGS.policy, now)
+
+
+def test_a_claim_commits_by_itself_with_no_transaction_around_it(notify_database):
+    """``ClaimDeliveries`` on PostgreSQL: its one UPDATE is sent with no BEGIN before it (psycopg2 in
+    autocommit), so the claim is visible to another connection as soon as it returns."""
+    import psycopg2.extensions
+
+    notify_database.truncate()
+    engine, now = notify_database.engine, utcnow()
+    bus = _bus(engine)
+    event = {"event_id": "e-auto", "dossier_code": "D-AUTO", "new_status": "accepted",
+             "applicant": {"full_name": "An", "phone": "0912345678"}}
+    [sms_id] = bus.handle(NotifyDossierStatusChanged("c", event, now=now))
+    states = []
+
+    def record(_connection, cursor, statement, *_args):
+        if statement.lstrip().upper().startswith("UPDATE"):
+            states.append(cursor.connection.get_transaction_status())
+
+    sa.event.listen(engine, "after_cursor_execute", record)
+    try:
+        claimed = bus.handle(ClaimDeliveries((Delivery(sms_id, 0),), now=now))
+    finally:
+        sa.event.remove(engine, "after_cursor_execute", record)
+    assert list(claimed) == [sms_id]
+    assert states == [psycopg2.extensions.TRANSACTION_STATUS_IDLE]  # committed by itself, nothing left open
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT status FROM notifications WHERE id = :id"),
+                                  {"id": sms_id}).scalar() == "sending"
+    bus.uow.close()
+    notify_database.truncate()
