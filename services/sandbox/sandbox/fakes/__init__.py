@@ -11,8 +11,7 @@ their signatures against vectors computed by hand.
 from sandbox.fakes.momo import FakeMomo
 from sandbox.fakes.national_portal import FakeNationalPortal
 from sandbox.fakes.sms import FakeEsms, FakeSpeedSms
-from sandbox.fakes.smtp import RecordingSmtpHandler, SinkController
+from sandbox.fakes.smtp import RecordingSmtpHandler
 from sandbox.fakes.vnpay import FakeVnpay
 
-__all__ = ["FakeEsms", "FakeMomo", "FakeNationalPortal", "FakeSpeedSms", "FakeVnpay", "RecordingSmtpHandler",
-           "SinkController"]
+__all__ = ["FakeEsms", "FakeMomo", "FakeNationalPortal", "FakeSpeedSms", "FakeVnpay", "RecordingSmtpHandler"]
