@@ -34,5 +34,13 @@ class SqlInbox:
         return claim_event(self._session, consumer, event_id)
 
     def claim_all(self, claims):
-        """The ``(consumer, event_id)`` pairs seen for the first time (one statement; see ``claim_events``)."""
-        return claim_events(self._session, claims)
+        """``claim`` for each ``(consumer, event_id)`` of ``claims``, in one statement (``claim_events``):
+        a list of booleans in their order, True where the pair is seen for the first time (only the first
+        copy of a pair given twice)."""
+        fresh = claim_events(self._session, claims)
+        answers = []
+        for consumer, event_id in claims:
+            claim = (consumer, str(event_id))
+            answers.append(claim in fresh)
+            fresh.discard(claim)
+        return answers

@@ -120,15 +120,10 @@ def notify_dossier_status_changes(command, uow, settings=None):
     contact upsert and one insert of notifications for all. Returns each event's ids (None for a repeat,
     a copy of an event given twice included)."""
     with uow:
-        fresh = uow.inbox.claim_all([(each.consumer, each.event["event_id"]) for each in command.commands])
-        results, contacts = [], []
-        for each in command.commands:
-            claim = (each.consumer, str(each.event["event_id"]))
-            if claim not in fresh:
-                results.append(None)
-                continue
-            fresh.discard(claim)
-            results.append(_notify_of_status(each, uow, contacts))
+        first = uow.inbox.claim_all([(each.consumer, each.event["event_id"]) for each in command.commands])
+        contacts = []
+        results = [_notify_of_status(each, uow, contacts) if new else None
+                   for each, new in zip(command.commands, first, strict=True)]
         if contacts:
             uow.contacts.save_all(contacts, command.commands[-1].now or utcnow())
         uow.commit()

@@ -42,14 +42,9 @@ def record_status_changes(command, uow):
     """``record_status_change`` for several events in one transaction: one inbox claim and one upsert for
     all. Returns each event's answer (False for a repeat, a copy of an event given twice included)."""
     with uow:
-        fresh = uow.inbox.claim_all([(each.consumer, each.event_id) for each in command.commands])
-        answers, changes = [], []
-        for each in command.commands:
-            claim = (each.consumer, str(each.event_id))
-            answers.append(claim in fresh)
-            if claim in fresh:
-                fresh.discard(claim)
-                changes.append((each.dossier_code, each.now or utcnow()))
+        answers = uow.inbox.claim_all([(each.consumer, each.event_id) for each in command.commands])
+        changes = [(each.dossier_code, each.now or utcnow())
+                   for each, new in zip(command.commands, answers, strict=True) if new]
         if changes:
             uow.records.mark_all_changed(changes)
             uow.commit()

@@ -65,4 +65,4 @@ class FakeInbox:
         return True
 
     def claim_all(self, claims):
-        return {(consumer, str(event_id)) for consumer, event_id in claims if self.claim(consumer, str(event_id))}
+        return [self.claim(consumer, str(event_id)) for consumer, event_id in claims]
