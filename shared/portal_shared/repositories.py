@@ -21,8 +21,12 @@ class SqlOutbox:
         self._pending.append(outbox_row(event_type, payload, aggregate_key, self._call_id_stack, headers))
 
     def flush(self):
+        record_events(self._session, self.take())
+
+    def take(self):
+        """The rows added since the last ``flush``, for a caller that writes them itself (removed here)."""
         rows, self._pending = self._pending, []
-        record_events(self._session, rows)
+        return rows
 
 
 class SqlInbox:

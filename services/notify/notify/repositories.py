@@ -12,6 +12,7 @@ statement costs more CPU than PostgreSQL takes to run it); on PostgreSQL a
 batch of claims or outcomes travels as arrays (``unnest``), so one statement
 of one shape serves any batch size.
 """
+import json
 from dataclasses import replace
 
 import sqlalchemy as sa
@@ -19,7 +20,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from notify.domain.model import LOST_ON_LAST_ATTEMPT, RECEIPT_APPLIES_TO, Contact, Message, Notification, Status
 from notify.orm import DossierContactRow, EarlyReceiptRow, NotificationRow
-from portal_shared.sqltypes import on_postgresql
+from portal_shared.outbox import NOTIFY_CHANNEL, PENDING_FLAG
+from portal_shared.schema import inbox_table, outbox_table
+from portal_shared.sqltypes import UtcDateTime, on_postgresql
 
 notifications = NotificationRow.__table__
 contacts = DossierContactRow.__table__
@@ -122,6 +125,107 @@ TAKE_EARLY_RECEIPTS = (
     .returning(early_receipts.c.notification_id, early_receipts.c.provider, early_receipts.c.provider_reference,
                early_receipts.c.status)
 )
+
+
+def _pg_array_type(column):
+    if isinstance(column.type, UtcDateTime):
+        return "timestamptz"
+    return "integer" if isinstance(column.type, sa.Integer) else "text"
+
+
+def _unnest(prefix, columns):
+    """``unnest(CAST(:prefix_a AS text[]), ...) AS prefix(a, ...)``: one array parameter per column."""
+    arrays = ", ".join(f"CAST(:{prefix}_{name} AS {kind}[])" for name, kind in columns)
+    return f"unnest({arrays}) AS {prefix}({', '.join(name for name, _ in columns)})"
+
+
+_NEW_NOTIFICATION_COLUMNS = tuple((column.name, _pg_array_type(column)) for column in notifications.c)
+_SIGHTING_COLUMNS = (("ordinal", "integer"), ("consumer", "text"), ("event_id", "text"), ("dossier_code", "text"),
+                     ("procedure_name", "text"), ("full_name", "text"), ("phone", "text"), ("email", "text"))
+_OUTBOX_COLUMNS = (("ordinal", "integer"), ("event_id", "text"), ("event_type", "text"), ("aggregate_key", "text"),
+                   ("payload", "text"), ("headers", "text"))
+# ``record_first_sightings_pg``: the inbox claims, then, for the events whose claim is new, the applicants
+# (the latest sighting of a dossier), the notifications and their delivery messages (outbox rows, in the
+# order given, waking the relays on commit) in one statement. Claims and contacts go in sorted, so that
+# concurrent statements over overlapping events or dossiers wait for each other instead of deadlocking.
+RECORD_FIRST_SIGHTINGS_PG = sa.text(f"""
+    WITH sighting AS (SELECT * FROM {_unnest("s", _SIGHTING_COLUMNS)}),
+    claimed AS (
+        INSERT INTO {inbox_table.name} (consumer, event_id, received_at)
+        SELECT DISTINCT consumer, event_id, CAST(:now AS timestamptz) FROM sighting ORDER BY consumer, event_id
+        ON CONFLICT DO NOTHING
+        RETURNING consumer, event_id
+    ),
+    fresh AS (
+        SELECT s.* FROM sighting AS s JOIN claimed AS c ON c.consumer = s.consumer AND c.event_id = s.event_id
+    ),
+    contact AS (
+        INSERT INTO {contacts.name} AS k (dossier_code, procedure_name, full_name, phone, email, updated_at)
+        SELECT * FROM (
+            SELECT DISTINCT ON (dossier_code) dossier_code, procedure_name, full_name, phone, email,
+                   CAST(:now AS timestamptz)
+            FROM fresh ORDER BY dossier_code, ordinal DESC) AS latest
+        ORDER BY dossier_code
+        ON CONFLICT (dossier_code) DO UPDATE SET
+            procedure_name = coalesce(EXCLUDED.procedure_name, k.procedure_name), full_name = EXCLUDED.full_name,
+            phone = EXCLUDED.phone, email = EXCLUDED.email, updated_at = EXCLUDED.updated_at
+    ),
+    stored AS (
+        INSERT INTO {notifications.name} ({", ".join(name for name, _ in _NEW_NOTIFICATION_COLUMNS)})
+        SELECT n.* FROM {_unnest("n", _NEW_NOTIFICATION_COLUMNS)}
+        WHERE n.event_id IN (SELECT event_id FROM fresh)
+        RETURNING id
+    ),
+    queued AS (
+        INSERT INTO {outbox_table.name} (event_id, event_type, aggregate_key, payload, headers, created_at, attempts)
+        SELECT o.event_id, o.event_type, o.aggregate_key, CAST(o.payload AS json), CAST(o.headers AS json),
+               CAST(:now AS timestamptz), 0
+        FROM {_unnest("o", _OUTBOX_COLUMNS)}
+        WHERE o.aggregate_key IN (SELECT id FROM stored)
+        ORDER BY o.ordinal
+        RETURNING pg_notify('{NOTIFY_CHANNEL}', '')
+    )
+    SELECT consumer, event_id, (SELECT count(*) FROM queued) AS queued FROM fresh
+""")
+
+
+def record_first_sightings_pg(session, sightings, outbox_rows, now):
+    """``AbstractUnitOfWork.record_first_sightings`` on PostgreSQL, as one statement
+    (``RECORD_FIRST_SIGHTINGS_PG``); ``outbox_rows`` (``portal_shared.outbox.outbox_row``) are the delivery
+    messages of the sightings' notifications, each keyed by its notification. Returns a boolean per
+    sighting, in order (a copy of a claim given twice is never new: only its first sighting is sent)."""
+    firsts, names = {}, {}
+    for sighting in sightings:
+        claim = (sighting.claim[0], str(sighting.claim[1]))
+        if claim not in firsts:
+            firsts[claim] = sighting
+    params = {"now": now}
+    columns = {name: [] for name, _ in _SIGHTING_COLUMNS}
+    for ordinal, ((consumer, event_id), sighting) in enumerate(firsts.items()):
+        contact = sighting.contact
+        # as ``SqlContacts.save_all``: a later sighting without a procedure name keeps the earlier one's
+        procedure_name = names[contact.dossier_code] = contact.procedure_name or names.get(contact.dossier_code)
+        for name, value in (("ordinal", ordinal), ("consumer", consumer), ("event_id", event_id),
+                            ("dossier_code", contact.dossier_code), ("procedure_name", procedure_name),
+                            ("full_name", contact.full_name), ("phone", contact.phone), ("email", contact.email)):
+            columns[name].append(value)
+    params.update({f"s_{name}": values for name, values in columns.items()})
+    new = [notification for sighting in firsts.values() for notification in sighting.notifications]
+    for name, _ in _NEW_NOTIFICATION_COLUMNS:
+        params[f"n_{name}"] = [getattr(notification, name) for notification in new]
+    keys = {notification.id for notification in new}
+    outbox_rows = [row for row in outbox_rows if row["aggregate_key"] in keys]
+    params["o_ordinal"] = list(range(len(outbox_rows)))
+    for name in ("event_id", "event_type", "aggregate_key"):
+        params[f"o_{name}"] = [row[name] for row in outbox_rows]
+    params["o_payload"] = [json.dumps(row["payload"]) for row in outbox_rows]
+    params["o_headers"] = [None if row["headers"] is None else json.dumps(row["headers"]) for row in outbox_rows]
+    rows = session.execute(RECORD_FIRST_SIGHTINGS_PG, params).all()
+    fresh = {(row.consumer, row.event_id) for row in rows}
+    if any(row.queued for row in rows):
+        session.info[PENDING_FLAG] = True  # the relay of this process is woken after the commit
+    return [firsts.get((sighting.claim[0], str(sighting.claim[1]))) is sighting
+            and (sighting.claim[0], str(sighting.claim[1])) in fresh for sighting in sightings]
 
 
 def notification_from_row(row):

@@ -21,6 +21,7 @@ from notify.commands import NotifyDossierStatusChanges
 from notify.domain.model import (
     PRUNED_BODY,
     Contact,
+    FirstSight,
     Message,  # noqa: F401  (the senders' view of a notification, re-exported for the channels)
     Notification,
     Status,
@@ -96,8 +97,8 @@ def dump_notification(notification):
 # --- deciding what to send ----------------------------------------------------------------
 
 
-def _write_to(uow, contact, kind, params, event_id, now):
-    """The SMS and e-mail of one event to one contact, added to the unit of work. Returns their ids."""
+def _compose(contact, kind, params, event_id, now):
+    """The SMS and e-mail of one event to one contact (each only where the contact has the address)."""
     new = []
     if contact.phone:
         new.append(Notification.create("sms", contact.phone, kind, params["dossier_code"], render_sms(kind, params),
@@ -105,6 +106,12 @@ def _write_to(uow, contact, kind, params, event_id, now):
     if contact.email:
         new.append(Notification.create("email", contact.email.strip(), kind, params["dossier_code"],
                                        render_email(kind, params), now, event_id))
+    return new
+
+
+def _write_to(uow, contact, kind, params, event_id, now):
+    """``_compose``'s notifications, added to the unit of work. Returns their ids."""
+    new = _compose(contact, kind, params, event_id, now)
     uow.notifications.add(*new)
     return [notification.id for notification in new]
 
@@ -116,37 +123,33 @@ def notify_dossier_status_changed(command, uow, settings=None):
 
 
 def notify_dossier_status_changes(command, uow, settings=None):
-    """``notify_dossier_status_changed`` for several events in one transaction: one inbox claim, one
-    contact upsert and one insert of notifications for all. Returns each event's ids (None for a repeat,
-    a copy of an event given twice included)."""
-    with uow:
-        first = uow.inbox.claim_all([(each.consumer, each.event["event_id"]) for each in command.commands])
-        contacts = []
-        results = [_notify_of_status(each, uow, contacts) if new else None
-                   for each, new in zip(command.commands, first, strict=True)]
-        if contacts:
-            uow.contacts.save_all(contacts, command.commands[-1].now or utcnow())
-        uow.commit()
-    return results
+    """``notify_dossier_status_changed`` for several events at once: each event's applicant and messages
+    are decided first, then stored with the inbox claims in one go (``record_first_sightings``: one
+    statement on PostgreSQL), only for the events new to the inbox. Returns each event's ids (None for a
+    repeat, a copy of an event given twice included)."""
+    sightings = [_sighting_of_status(each) for each in command.commands]
+    fresh = uow.record_first_sightings(sightings, command.commands[-1].now or utcnow())
+    return [[notification.id for notification in sighting.notifications] if new else None
+            for sighting, new in zip(sightings, fresh, strict=True)]
 
 
-def _notify_of_status(command, uow, contacts):
+def _sighting_of_status(command):
     now = command.now or utcnow()
     event = command.event
     applicant = event.get("applicant") or {}
     contact = Contact(event["dossier_code"], event.get("procedure_name"), applicant.get("full_name"),
                       normalise_vn_mobile(applicant.get("phone") or "") or None, applicant.get("email") or None)
-    contacts.append(contact)
+    claim = (command.consumer, event["event_id"])
     kind = kind_for_dossier_status(event["new_status"])
     if kind is None:
-        return []
+        return FirstSight(claim, contact)
     params = {
         "dossier_code": event["dossier_code"], "procedure_name": event.get("procedure_name"),
         "full_name": applicant.get("full_name"), "due_at": event.get("due_at"),
         "fee_amount": event.get("fee_amount"), "note": event.get("note"),
         "new_status": event["new_status"], "status_code": event.get("status_code"),
     }
-    return _write_to(uow, contact, kind, params, event["event_id"], now)
+    return FirstSight(claim, contact, tuple(_compose(contact, kind, params, event["event_id"], now)))
 
 
 def notify_payment_event(command, uow, settings=None, find_dossier=None):

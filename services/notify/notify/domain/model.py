@@ -144,6 +144,16 @@ class Contact:
 
 
 @dataclass(frozen=True)
+class FirstSight:
+    """What one event writes if, and only if, its inbox ``claim`` (``(consumer, event_id)``) is new: the
+    applicant it names and the notifications it decided (``Notification.create``, not yet stored)."""
+
+    claim: tuple
+    contact: Contact
+    notifications: tuple = ()
+
+
+@dataclass(frozen=True)
 class Message:
     """What a channel sender needs to deliver one notification."""
 
