@@ -16,8 +16,11 @@ inboxes drop the duplicate); a nack, a confirm timeout or a lost connection
 leaves the row and every later row of the batch unpublished, to be retried
 after a back-off on a new connection.
 
-Ordering: rows are published in id order by one relay at a time (a PostgreSQL
-advisory lock spans the processes of a service); changes to one aggregate are
+Ordering: rows are published in id order by one relay at a time: on PostgreSQL
+the relay that takes the service's advisory lock keeps it for its database
+session (its statements commit by themselves, so a batch is a SELECT and an
+UPDATE), the relays of the other processes ask again once per sweep and take
+over when that session ends; changes to one aggregate are
 serialised by a row lock in the service, so per aggregate the id order is the
 commit order. Only the confirmed prefix of a batch is marked, so a row is
 never marked before an earlier one.
@@ -184,6 +187,15 @@ class ConfirmingPublisher:
             ioloop.remove_timeout(timer)
 
 
+def _end_session(connection):
+    """Close the database session under ``connection`` instead of pooling it: its advisory lock ends with it."""
+    try:
+        connection.invalidate()
+        connection.close()
+    except Exception:  # the connection is broken already: the server ended the session
+        pass
+
+
 class OutboxRelay:
     """Publishes committed outbox rows; see the module docstring."""
 
@@ -207,6 +219,8 @@ class OutboxRelay:
         self._running = False
         self._publisher = None
         self._local_lock = threading.Lock()  # SQLite: no advisory locks, one process
+        self._leading = None  # PostgreSQL: the connection holding the service's relay lock
+        self._next_lead_attempt = 0.0
 
     @property
     def amqp_uri(self):
@@ -248,7 +262,7 @@ class OutboxRelay:
                     log.warning("outbox_relay_failed", error=str(exc), retry_in_s=self._delay(failures))
         finally:
             self._running = False
-            self._disconnect()
+            self.close()
 
     def _delay(self, failures):
         """Sweep interval, doubled per consecutive failure up to ``max_backoff_seconds``."""
@@ -304,6 +318,11 @@ class OutboxRelay:
         self._publisher = publisher
         return publisher
 
+    def close(self):
+        """Drop the broker connection and, on PostgreSQL, the relay lock (another process may lead)."""
+        self._disconnect()
+        self._resign()
+
     def _disconnect(self):
         publisher, self._publisher = self._publisher, None
         if publisher is not None:
@@ -321,47 +340,81 @@ class OutboxRelay:
                 return total
 
     def _flush_batch(self):
-        is_pg = self.engine.dialect.name == "postgresql"
-        if not is_pg:
-            self._local_lock.acquire()
+        if self.engine.dialect.name != "postgresql":
+            with self._local_lock:  # SQLite: one process, no advisory locks
+                with self.engine.begin() as connection:
+                    confirmed, error = self._relay_rows(connection)
+        else:
+            connection = self._leading_connection()
+            if connection is None:
+                return 0  # another process of the service relays: its NOTIFY wake-ups are the same as ours
+            try:
+                confirmed, error = self._relay_rows(connection)
+            except BaseException:
+                self._resign()  # a broken connection is not reused; another process may lead meanwhile
+                raise
+        # committed: what was confirmed stays marked even when a later row failed
+        if error is not None:
+            raise error
+        return confirmed
+
+    def _leading_connection(self):
+        """The connection through which this process relays, holding the service's advisory lock for its
+        whole session; None while another process holds it (asked again at most once per sweep). Each
+        statement on it commits by itself: a batch costs a SELECT and an UPDATE, with no BEGIN, lock and
+        COMMIT around them."""
+        if self._leading is not None:
+            return self._leading
+        if time.monotonic() < self._next_lead_attempt:
+            return None
+        self._next_lead_attempt = time.monotonic() + self.sweep_seconds
+        connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         try:
-            with self.engine.begin() as connection:
-                if is_pg:
-                    connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": RELAY_LOCK_KEY})
-                # the payload as stored: the text json.dumps made of it, which is also what
-                # Nameko's serializer would send, so it goes out without a decode and encode
-                rows = connection.execute(
-                    sa.select(outbox_table.c.id, outbox_table.c.event_id, outbox_table.c.event_type,
-                              sa.cast(outbox_table.c.payload, sa.Text).label("body"), outbox_table.c.headers)
-                    .where(outbox_table.c.published_at.is_(None))
-                    .order_by(outbox_table.c.id)
-                    .limit(self.batch_size)
-                ).all()
-                if not rows:
-                    return 0
-                try:
-                    confirmed, error = self._publish(rows)
-                except Exception as exc:  # no connection: nothing was sent
-                    confirmed, error = 0, exc
-                if confirmed:
-                    connection.execute(
-                        outbox_table.update()
-                        .where(outbox_table.c.id.in_([row.id for row in rows[:confirmed]]))
-                        .values(published_at=utcnow())
-                    )
-                if error is not None:
-                    connection.execute(
-                        outbox_table.update()
-                        .where(outbox_table.c.id == rows[confirmed].id)
-                        .values(attempts=outbox_table.c.attempts + 1, last_error=str(error)[:500])
-                    )
-            # committed: what was confirmed stays marked even when a later row failed
-            if error is not None:
-                raise error
-            return confirmed
-        finally:
-            if not is_pg:
-                self._local_lock.release()
+            if connection.execute(sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": RELAY_LOCK_KEY}).scalar():
+                self._leading = connection
+                return connection
+        except BaseException:
+            _end_session(connection)
+            raise
+        connection.close()  # no lock taken: back to the pool as it was
+        return None
+
+    def _resign(self):
+        connection, self._leading = self._leading, None
+        self._next_lead_attempt = 0.0
+        if connection is not None:
+            _end_session(connection)
+
+    def _relay_rows(self, connection):
+        """Publish the oldest unpublished rows (one batch) and mark the confirmed ones: (confirmed, error)."""
+        # the payload as stored: the text json.dumps made of it, which is also what
+        # Nameko's serializer would send, so it goes out without a decode and encode
+        rows = connection.execute(
+            sa.select(outbox_table.c.id, outbox_table.c.event_id, outbox_table.c.event_type,
+                      sa.cast(outbox_table.c.payload, sa.Text).label("body"), outbox_table.c.headers)
+            .where(outbox_table.c.published_at.is_(None))
+            .order_by(outbox_table.c.id)
+            .limit(self.batch_size)
+        ).all()
+        if not rows:
+            return 0, None
+        try:
+            confirmed, error = self._publish(rows)
+        except Exception as exc:  # no connection: nothing was sent
+            confirmed, error = 0, exc
+        if confirmed:
+            connection.execute(
+                outbox_table.update()
+                .where(outbox_table.c.id.in_([row.id for row in rows[:confirmed]]))
+                .values(published_at=utcnow())
+            )
+        if error is not None:
+            connection.execute(
+                outbox_table.update()
+                .where(outbox_table.c.id == rows[confirmed].id)
+                .values(attempts=outbox_table.c.attempts + 1, last_error=str(error)[:500])
+            )
+        return confirmed, error
 
     def _publish(self, rows):
         """Send ``rows`` with up to ``window`` unconfirmed; return (confirmed prefix length, error)."""

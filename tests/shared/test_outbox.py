@@ -39,6 +39,7 @@ def test_relay_publishes_in_order_like_nameko_and_prunes_old_rows(rabbit_config,
     assert relay.prune(now=utcnow() + timedelta(hours=2)) == 5
     with database.engine.connect() as connection:
         assert connection.execute(sa.select(sa.func.count()).select_from(outbox_table)).scalar_one() == 0
+    relay.close()
 
 
 def test_inbox_claims_past_their_retention_are_pruned(fresh_database):

@@ -87,6 +87,27 @@ def test_messages_are_the_bytes_and_properties_nameko_sends(rabbit_config, datab
     assert props.content_type == "application/json" and props.content_encoding == "utf-8"
     assert props.delivery_mode == 2 and props.message_id == row.payload["event_id"]
     assert props.headers == {"nameko.call_id_stack": ["dossier.act_on_dossier.8c1f"]}
+    relay.close()
+
+
+def test_one_process_relays_at_a_time_and_another_takes_over_when_it_stops(rabbit_config, database, broker):
+    """On PostgreSQL the relay that first takes the service's advisory lock keeps it for its session: the
+    relays of other processes publish nothing meanwhile, and one of them leads once that session ends."""
+    queue = bind_queue(broker)
+    first = OutboxRelay(database.engine, rabbit_config["AMQP_URI"], "dossier", sweep_seconds=0.05)
+    second = OutboxRelay(database.engine, rabbit_config["AMQP_URI"], "dossier", sweep_seconds=0.05)
+    record(database.engine, 2)
+    assert first.flush() == 2
+    assert first.flush() == 0  # nothing left: it still leads
+    record(database.engine, 2, start=2)
+    eventlet.sleep(0.06)
+    assert second.flush() == 0  # first leads
+    assert [row.published_at is None for row in published_flags(database.engine)] == [False, False, True, True]
+    first.close()
+    eventlet.sleep(0.06)  # the second asks for the lock again at most once per sweep
+    assert second.flush() == 2
+    assert [json.loads(body)["n"] for _m, _p, body in drain(broker, queue)] == [0, 1, 2, 3]
+    second.close()
 
 
 def test_one_connection_carries_many_batches_with_confirms_in_flight(rabbit_config, database, broker):
@@ -112,7 +133,7 @@ def test_one_connection_carries_many_batches_with_confirms_in_flight(rabbit_conf
     assert max(in_flight) <= 200
     assert [json.loads(body)["n"] for _m, _p, body in drain(broker, queue)] == list(range(1205))
     assert relay.pending_count() == 0
-    relay._disconnect()
+    relay.close()
 
 
 def test_a_crash_between_confirm_and_mark_publishes_again(rabbit_config, database, broker):
@@ -128,7 +149,7 @@ def test_a_crash_between_confirm_and_mark_publishes_again(rabbit_config, databas
     crashed = CrashAfterConfirms(database.engine, rabbit_config["AMQP_URI"], "dossier")
     with pytest.raises(KeyboardInterrupt):
         crashed.flush()
-    crashed._disconnect()
+    crashed.close()
     assert [row.published_at for row in published_flags(database.engine)] == [None, None, None]
 
     relay = OutboxRelay(database.engine, rabbit_config["AMQP_URI"], "dossier")
@@ -136,7 +157,7 @@ def test_a_crash_between_confirm_and_mark_publishes_again(rabbit_config, databas
     received = drain(broker, queue)
     assert [json.loads(body)["n"] for _m, _p, body in received] == [0, 1, 2, 0, 1, 2]
     assert received[0][1].message_id == received[3][1].message_id  # the consumer's inbox drops the copy
-    relay._disconnect()
+    relay.close()
 
 
 def test_a_nacked_message_and_those_after_it_stay_unpublished_until_retried(rabbit_config, database, broker):
@@ -154,7 +175,7 @@ def test_a_nacked_message_and_those_after_it_stay_unpublished_until_retried(rabb
     assert relay.flush() == 3  # room again: the rest goes, on a new channel
     assert [json.loads(body)["n"] for _m, _p, body in drain(broker, queue)] == [3, 4, 5]
     assert relay.pending_count() == 0
-    relay._disconnect()
+    relay.close()
 
 
 def test_a_lost_connection_is_replaced_and_an_unreachable_broker_keeps_the_rows(
@@ -184,7 +205,7 @@ def test_a_lost_connection_is_replaced_and_an_unreachable_broker_keeps_the_rows(
     relay.amqp_uri = rabbit_config["AMQP_URI"]
     assert relay.flush() == 1
     assert sorted({json.loads(body)["n"] for _m, _p, body in drain(broker, queue)}) == [0, 1, 2, 3, 4]
-    relay._disconnect()
+    relay.close()
 
 
 def test_a_commit_in_another_process_wakes_the_relay_through_notify(rabbit_config, database, broker):
@@ -219,4 +240,4 @@ def test_sqlite_has_no_notify_and_still_relays(rabbit_config, broker, tmp_path):
     relay = OutboxRelay(engine, rabbit_config["AMQP_URI"], "dossier")
     assert relay.flush() == 3
     assert [json.loads(body)["n"] for _m, _p, body in drain(broker, queue)] == [0, 1, 2]
-    relay._disconnect()
+    relay.close()
