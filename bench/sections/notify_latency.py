@@ -8,6 +8,7 @@ machine's wall clock. The slope is a least-squares fit of latency against the ti
 accept: a queue that never drains shows as a positive slope.
 """
 import itertools
+import json
 import os
 import threading
 import time
@@ -170,6 +171,52 @@ def sms_messages(stack, after=0):
                         timeout=30).json()["messages"]
 
 
+def _log_times(stack, service, event, **match):
+    """``{dossier_code: time}`` of the first JSON log line ``event`` (with the ``match`` fields) of each
+    dossier in the logs of ``service``'s processes."""
+    times = {}
+    for path in sorted(Path(stack.log_dir).glob(f"{service}.*.log")):
+        with open(path, encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                if f'"{event}"' not in line or not line.startswith("{"):
+                    continue
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if record.get("event") == event and all(match_value(record.get(k)) for k, match_value in
+                                                        match.items()):
+                    moment = datetime.fromisoformat(record["timestamp"].replace("Z", "+00:00")).timestamp()
+                    times.setdefault(record.get("dossier_code"), moment)
+    return times
+
+
+def stages(stack, codes, arrivals):
+    """Where an accepted dossier's time goes, from the services' own log lines: the accept's commit (the
+    dossier service's ``dossier_transition``) → notify's commit of the event's messages
+    (``event_notifications``) → the SMS at the fake provider; beside it the same event's commit in
+    portal_sync (``dossier_change_recorded``), another consumer of the same event."""
+    accepted = _log_times(stack, "dossier", "dossier_transition", action=lambda value: value == "accept")
+    notified = _log_times(stack, "notify", "event_notifications", created=lambda value: bool(value))
+    recorded = _log_times(stack, "portal_sync", "dossier_change_recorded", status=lambda value: value == "accepted")
+    sms = {codes[i]: min(times) for i, times in arrivals.items() if codes[i] is not None}
+
+    def spread(pairs):
+        values = [end - start for start, end in pairs]
+        return {"n": len(values), "p50": _ms(percentile(values, 0.5)), "p90": _ms(percentile(values, 0.9)),
+                "p99": _ms(percentile(values, 0.99))}
+
+    return {
+        "accept_commit_to_notify_commit": spread((accepted[c], notified[c]) for c in accepted if c in notified),
+        "accept_commit_to_portal_sync_commit": spread((accepted[c], recorded[c]) for c in accepted if c in recorded),
+        "notify_commit_to_sms": spread((notified[c], sms[c]) for c in notified if c in sms),
+    }
+
+
+def _ms(value):
+    return None if value is None else round(value * 1000, 1)
+
+
 def run(stack, args):
     count, rate = args.dossiers, args.rate
     amqp_uri = stack.amqp_uri
@@ -272,6 +319,7 @@ def run(stack, args):
         "cpu_ms_per_dossier_settled": cpu_ms_settled,
         "cpu_ms_per_dossier_settled_total": round(sum(cpu_ms_settled.values()), 2),
         "profiles": profiles,
+        "stages_ms": stages(stack, codes, arrivals),
     }
     figures["table"] = [
         ("accepts/s achieved (target)", f"{figures['achieved_accepts_per_second']} ({rate:g})", f"{rate:g}"),
@@ -280,6 +328,8 @@ def run(stack, args):
         ("latency slope", f"{figures['latency_slope_seconds_per_second']} s/s", "≈ 0"),
         ("SMS received / missing / twice", f"{len(arrivals)} / {missing} / {duplicates}", f"{count} / 0 / 0"),
         ("e-mails received", str(email_count), str(count)),
+        *((f"stage {name.replace('_', ' ')} p50 / p99", f"{spread['p50']} / {spread['p99']} ms", "")
+          for name, spread in figures["stages_ms"].items()),
         ("CPU ms per dossier (accept → SMS)", ", ".join(f"{k} {v}" for k, v in cpu_ms_per_dossier.items()), ""),
         ("CPU ms per dossier, all of its work (until idle)",
          f"{figures['cpu_ms_per_dossier_settled_total']}: "
