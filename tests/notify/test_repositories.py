@@ -177,6 +177,42 @@ class WakeCounter:
         self.count += 1
 
 
+def test_a_receipt_before_the_outcome_is_kept_and_applied_with_it(any_engine):
+    bus, now = _bus(any_engine), utcnow()
+    sms_id, claimed = _claimed_sms(bus, now)
+    kept = bus.handle(ApplySmsReceipt("esms", "SMS-E1", Status.DELIVERED, sms_id, now=now))
+    assert (kept.status, kept.kept_for_outcome) == (Status.SENDING, True)
+    assert bus.handle(ApplySmsReceipt("esms", "SMS-E1", Status.DELIVERED, "not-a-message", now=now)) is None
+    bus.handle(RecordOutcomes(((claimed, Outcome(Status.SENT, "esms", "SMS-E1")),), now=now + timedelta(seconds=1)))
+    [sms] = list_notifications(bus.uow, "D-EARLY")
+    assert (sms.status, sms.provider_reference, sms.delivered_at) == (Status.DELIVERED, "SMS-E1",
+                                                                      now + timedelta(seconds=1))
+    with any_engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT count(*) FROM early_receipts")).scalar() == 0
+    bus.uow.close()
+
+
+def test_a_receipt_arriving_while_the_outcome_commits_is_applied_once_it_has(notify_database):
+    """PostgreSQL: the outcome's transaction holds the row; the receipt waits for it, then applies."""
+    notify_database.truncate()
+    engine, now = notify_database.engine, utcnow()
+    bus = _bus(engine)
+    sms_id, claimed = _claimed_sms(bus, now)
+    recording = _bus(engine)
+    with recording.uow:
+        recording.uow.notifications.record_attempts([(sms_id, claimed.attempts, _sent("SMS-E2", now))], now)
+        receipt = eventlet.spawn(bus.handle, ApplySmsReceipt("esms", "SMS-E2", Status.DELIVERED, sms_id, now=now))
+        eventlet.sleep(0.3)  # the receipt is waiting on the row now
+        recording.uow.commit()
+    applied = receipt.wait()
+    assert (applied.status, applied.kept_for_outcome) == (Status.DELIVERED, False)
+    [sms] = list_notifications(bus.uow, "D-EARLY")
+    assert sms.status == Status.DELIVERED
+    bus.uow.close()
+    recording.uow.close()
+    notify_database.truncate()
+
+
 def _sent(reference, now):
     return attempt_result(Outcome(Status.SENT, "esms", reference), 1, SETTINGS.policy, now)
 
