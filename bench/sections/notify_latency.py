@@ -293,25 +293,22 @@ def run(stack, args):
                       for label in cpu_before
                       if cpu_before[label] is not None and cpu_settled.get(label) is not None}
 
-    def ms(value):
-        return None if value is None else round(value * 1000, 1)
-
     figures = {
         "dossiers": count,
         "target_accepts_per_second": rate,
         "submit_per_second": round(count / submit_seconds, 1),
         "achieved_accepts_per_second": round(len(wanted) / accept_window, 1) if accept_window else None,
-        "accept_start_lateness_p99_ms": ms(percentile(lateness, 0.99)),
+        "accept_start_lateness_p99_ms": _ms(percentile(lateness, 0.99)),
         "errors": {"submit": len(submit_errors), "accept": len(accept_errors),
                    "first": (submit_errors + accept_errors)[:3]},
         "sms_received": len(arrivals),
         "sms_missing": missing,
         "sms_duplicates": duplicates,
         "emails_received": email_count,
-        "latency_ms": {"p50": ms(percentile(latencies, 0.5)), "p90": ms(percentile(latencies, 0.9)),
-                       "p99": ms(percentile(latencies, 0.99)), "max": ms(max(latencies) if latencies else None)},
-        "latency_from_schedule_ms": {"p50": ms(percentile(from_schedule, 0.5)),
-                                     "p99": ms(percentile(from_schedule, 0.99))},
+        "latency_ms": {"p50": _ms(percentile(latencies, 0.5)), "p90": _ms(percentile(latencies, 0.9)),
+                       "p99": _ms(percentile(latencies, 0.99)), "max": _ms(max(latencies) if latencies else None)},
+        "latency_from_schedule_ms": {"p50": _ms(percentile(from_schedule, 0.5)),
+                                     "p99": _ms(percentile(from_schedule, 0.99))},
         "latency_slope_seconds_per_second": None if slope(points) is None else round(slope(points), 4),
         # CPU of each process from the first accept until every SMS arrived, per accepted dossier
         "cpu_ms_per_dossier": cpu_ms_per_dossier,
