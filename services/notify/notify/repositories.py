@@ -194,11 +194,10 @@ def record_first_sightings_pg(session, sightings, outbox_rows, now):
     (``RECORD_FIRST_SIGHTINGS_PG``); ``outbox_rows`` (``portal_shared.outbox.outbox_row``) are the delivery
     messages of the sightings' notifications, each keyed by its notification. Returns a boolean per
     sighting, in order (a copy of a claim given twice is never new: only its first sighting is sent)."""
+    claims = [(consumer, str(event_id)) for consumer, event_id in (sighting.claim for sighting in sightings)]
     firsts, names = {}, {}
-    for sighting in sightings:
-        claim = (sighting.claim[0], str(sighting.claim[1]))
-        if claim not in firsts:
-            firsts[claim] = sighting
+    for claim, sighting in zip(claims, sightings):
+        firsts.setdefault(claim, sighting)
     params = {"now": now}
     columns = {name: [] for name, _ in _SIGHTING_COLUMNS}
     for ordinal, ((consumer, event_id), sighting) in enumerate(firsts.items()):
@@ -224,8 +223,7 @@ def record_first_sightings_pg(session, sightings, outbox_rows, now):
     fresh = {(row.consumer, row.event_id) for row in rows}
     if any(row.queued for row in rows):
         session.info[PENDING_FLAG] = True  # the relay of this process is woken after the commit
-    return [firsts.get((sighting.claim[0], str(sighting.claim[1]))) is sighting
-            and (sighting.claim[0], str(sighting.claim[1])) in fresh for sighting in sightings]
+    return [claim in fresh and firsts[claim] is sighting for claim, sighting in zip(claims, sightings)]
 
 
 def notification_from_row(row):
