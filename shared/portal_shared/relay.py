@@ -187,6 +187,23 @@ class ConfirmingPublisher:
             ioloop.remove_timeout(timer)
 
 
+# built once: the relay runs them for every batch, and building a statement costs more than running it.
+# The payload is read as stored: the text json.dumps made of it, which is also what Nameko's serializer
+# would send, so it goes out without a decode and encode.
+_UNPUBLISHED = (
+    sa.select(outbox_table.c.id, outbox_table.c.event_id, outbox_table.c.event_type,
+              sa.cast(outbox_table.c.payload, sa.Text).label("body"), outbox_table.c.headers)
+    .where(outbox_table.c.published_at.is_(None))
+    .order_by(outbox_table.c.id)
+    .limit(sa.bindparam("limit"))
+)
+_MARK_PUBLISHED = (
+    outbox_table.update()
+    .where(outbox_table.c.id.in_(sa.bindparam("ids", expanding=True)))
+    .values(published_at=sa.bindparam("now", type_=outbox_table.c.published_at.type))
+)
+
+
 def _end_session(connection):
     """Close the database session under ``connection`` instead of pooling it: its advisory lock ends with it."""
     try:
@@ -387,15 +404,7 @@ class OutboxRelay:
 
     def _relay_rows(self, connection):
         """Publish the oldest unpublished rows (one batch) and mark the confirmed ones: (confirmed, error)."""
-        # the payload as stored: the text json.dumps made of it, which is also what
-        # Nameko's serializer would send, so it goes out without a decode and encode
-        rows = connection.execute(
-            sa.select(outbox_table.c.id, outbox_table.c.event_id, outbox_table.c.event_type,
-                      sa.cast(outbox_table.c.payload, sa.Text).label("body"), outbox_table.c.headers)
-            .where(outbox_table.c.published_at.is_(None))
-            .order_by(outbox_table.c.id)
-            .limit(self.batch_size)
-        ).all()
+        rows = connection.execute(_UNPUBLISHED, {"limit": self.batch_size}).all()
         if not rows:
             return 0, None
         try:
@@ -403,11 +412,7 @@ class OutboxRelay:
         except Exception as exc:  # no connection: nothing was sent
             confirmed, error = 0, exc
         if confirmed:
-            connection.execute(
-                outbox_table.update()
-                .where(outbox_table.c.id.in_([row.id for row in rows[:confirmed]]))
-                .values(published_at=utcnow())
-            )
+            connection.execute(_MARK_PUBLISHED, {"ids": [row.id for row in rows[:confirmed]], "now": utcnow()})
         if error is not None:
             connection.execute(
                 outbox_table.update()
