@@ -4,13 +4,12 @@ import os
 import signal
 import sys
 
-from werkzeug.serving import make_server
 
 from portal_shared.runtime import freeze_startup_heap
 
 from sandbox.app import SandboxApp
 from sandbox.config import Settings
-from sandbox.fakes.server import HangUpHandler
+from sandbox.fakes.server import make_keep_alive_server
 from sandbox.guard import refusal
 from sandbox.messaging import start_smtp
 from sandbox.store import Store
@@ -27,8 +26,7 @@ def main():
     settings = Settings.from_env()
     store = Store()
     smtp = start_smtp(store, settings.smtp_host, settings.smtp_port)
-    server = make_server(settings.http_host, settings.http_port, SandboxApp(settings, store), threaded=True,
-                         request_handler=HangUpHandler)
+    server = make_keep_alive_server(settings.http_host, settings.http_port, SandboxApp(settings, store))
 
     def stop(signum, frame):
         raise SystemExit(0)
