@@ -53,6 +53,8 @@ def _environment():
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=False,
         finalize=_blank_none,  # a missing optional value is left out, never written "None"
+        # the templates ship with the code: no stat() of every file a template uses on every render
+        auto_reload=False,
     )
     env.filters.update(vnd=vnd, vn_date=vn_date, vn_datetime=vn_datetime, end_sentence=end_sentence)
     return env
