@@ -48,6 +48,9 @@ def configure_logging(level=None, fmt=None, stream=None, force=False):
         foreign_pre_chain=[structlog.stdlib.ExtraAdder()] + shared_processors,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
+    # neither renderer writes the process, thread or multiprocessing names a LogRecord looks up by default
+    # (a getpid() system call and a current_thread() lookup for every line)
+    logging.logProcesses = logging.logThreads = logging.logMultiprocessing = False
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter)
     root = logging.getLogger()
