@@ -3,7 +3,8 @@ from datetime import datetime, timedelta
 
 from dossier.domain import calendar
 from dossier.domain.model import Applicant, Dossier, Procedure, Status
-from portal_shared.timeutil import VN_TZ
+from dossier.providers import WorkingCalendar
+from portal_shared.timeutil import VN_TZ, utcnow
 
 PROCEDURE = Procedure("GPLX-DOI", "Cấp đổi giấy phép lái xe", "SGTVT-HN", 0, 5)
 APPLICANT = Applicant("Trần Thị Bình", "079188000123", "0987654321", None)
@@ -58,3 +59,13 @@ def test_a_pause_over_a_weekend_only_counts_working_time():
     assert calendar.working_time_between(friday, monday) == timedelta(days=1)
     due = datetime(2026, 11, 13, 9, 0, tzinfo=VN_TZ)  # a Friday
     assert calendar.add_working_time(due, timedelta(days=1)) == datetime(2026, 11, 16, 9, 0, tzinfo=VN_TZ)
+
+
+def test_the_service_loads_this_and_next_years_holidays_before_its_first_deadline():
+    calendar._holidays_for.cache_clear()
+    WorkingCalendar().setup()
+    loaded = calendar._holidays_for.cache_info().currsize
+    calendar.is_working_day(utcnow().date())
+    calendar.is_working_day(utcnow().date().replace(year=utcnow().year + 1, month=1, day=1))
+    assert loaded == 2
+    assert calendar._holidays_for.cache_info().misses == 2  # the deadlines found both years loaded

@@ -1,8 +1,10 @@
-"""The dossier service's own Nameko provider: the procedure catalogue, loaded once."""
+"""The dossier service's own Nameko providers: the procedure catalogue and the holiday calendar, loaded once."""
 from nameko.extensions import DependencyProvider
 
+from dossier.domain import calendar
 from dossier.procedures import load_catalogue
 from portal_shared.config import get_str
+from portal_shared.timeutil import utcnow
 
 
 class ProcedureCatalogue(DependencyProvider):
@@ -13,3 +15,12 @@ class ProcedureCatalogue(DependencyProvider):
 
     def get_dependency(self, worker_ctx):
         return self.catalogue
+
+
+class WorkingCalendar(DependencyProvider):
+    """Loads this year's and next year's public holidays in ``setup()``: the first deadline computed
+    otherwise imports the ``holidays`` package's every country module, a stall of a few hundred
+    milliseconds in the middle of the first accepts."""
+
+    def setup(self):
+        calendar.load_holidays(utcnow().year, utcnow().year + 1)

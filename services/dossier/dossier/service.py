@@ -6,7 +6,7 @@ from dossier.commands import ActOnDossier, ActOnDossiers, RecordPayment, SubmitD
 from dossier.domain.model import InvalidTransition
 from dossier.messagebus import MessageBus
 from dossier.orm import Base  # noqa: F401  (tables known to Alembic autogenerate)
-from dossier.providers import ProcedureCatalogue
+from dossier.providers import ProcedureCatalogue, WorkingCalendar
 from dossier.schemas import (
     ActOnDossierSchema,
     DossierCodeSchema,
@@ -41,6 +41,7 @@ class DossierService(HealthEndpoints):
     monitoring = Monitoring()
     runtime = StartupHeapFrozen()  # no full collection walks the start-up heap (portal_shared.runtime)
     catalogue = ProcedureCatalogue()
+    working_calendar = WorkingCalendar()  # holidays loaded before the first deadline is computed
     caller = CallerIdentity()
     payment_rpc = ServiceRpcProxy("payment")  # confirms unsigned payment events, with dossier's own service token
     payment_signatures = EventSignatures("PAYMENT_EVENT_KEY")  # signed payment events need no confirming call

@@ -20,6 +20,12 @@ def _holidays_for(year):
     return holidays.VN(years=year)
 
 
+def load_holidays(*years):
+    """Load (and keep) the holidays of ``years`` now rather than at the first deadline of each."""
+    for year in years:
+        _holidays_for(year)
+
+
 def is_working_day(day: date) -> bool:
     return day.weekday() < 5 and day not in _holidays_for(day.year)
 
