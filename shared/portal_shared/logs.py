@@ -49,8 +49,10 @@ def configure_logging(level=None, fmt=None, stream=None, force=False):
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
     # neither renderer writes the process, thread or multiprocessing names a LogRecord looks up by default
-    # (a getpid() system call and a current_thread() lookup for every line)
+    # (a getpid() system call and a current_thread() lookup for every line), nor the caller's file and line,
+    # for which every line walks the stack (the logging module's documented switch: _srcfile = None)
     logging.logProcesses = logging.logThreads = logging.logMultiprocessing = False
+    logging._srcfile = None
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter)
     root = logging.getLogger()
