@@ -18,9 +18,10 @@ after a back-off on a new connection.
 
 Ordering: rows are published in id order by one relay at a time: on PostgreSQL
 the relay that takes the service's advisory lock keeps it for its database
-session (its statements commit by themselves, so a batch is a SELECT and an
-UPDATE), the relays of the other processes ask again once per sweep and take
-over when that session ends; changes to one aggregate are
+session (its statements commit by themselves; the statement that marks a
+confirmed batch also reads the next one, so a flush is a SELECT and then one
+statement per batch), the relays of the other processes ask again once per
+sweep and take over when that session ends; changes to one aggregate are
 serialised by a row lock in the service, so per aggregate the id order is the
 commit order. Only the confirmed prefix of a batch is marked, so a row is
 never marked before an earlier one.
@@ -31,6 +32,7 @@ from datetime import timedelta
 
 import pika
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from portal_shared.logs import get_logger
 from portal_shared.outbox import NOTIFY_CHANNEL
@@ -204,6 +206,31 @@ _MARK_PUBLISHED = (
 )
 
 
+def _mark_then_next():
+    """PostgreSQL: mark a confirmed batch published and read the next one, in one statement (the relay's
+    leading connection commits it by itself). The read sees the rows as they were before the mark, so
+    the batch just marked is left out by its ids (not by "id greater than": a transaction that took a
+    lower id may have committed after the batch was read)."""
+    ids = sa.bindparam("ids", type_=postgresql.ARRAY(outbox_table.c.id.type))
+    marked = (
+        outbox_table.update()
+        .where(outbox_table.c.id == sa.any_(ids))
+        .values(published_at=sa.bindparam("now", type_=outbox_table.c.published_at.type))
+        .returning(outbox_table.c.id)
+        .cte("marked")
+    )
+    return (
+        sa.select(*_UNPUBLISHED.selected_columns)
+        .where(outbox_table.c.published_at.is_(None), sa.not_(outbox_table.c.id == sa.any_(ids)))
+        .order_by(outbox_table.c.id)
+        .limit(sa.bindparam("limit"))
+        .add_cte(marked)
+    )
+
+
+_MARK_THEN_NEXT = _mark_then_next()
+
+
 def _end_session(connection):
     """Close the database session under ``connection`` instead of pooling it: its advisory lock ends with it."""
     try:
@@ -234,6 +261,7 @@ class OutboxRelay:
         self._next_prune = 0.0
         self._wake = threading.Event()
         self._running = False
+        self._stopping = False  # stop() asked: the batch under way is marked and the relay returns
         self._publisher = None
         self._local_lock = threading.Lock()  # SQLite: no advisory locks, one process
         self._leading = None  # PostgreSQL: the connection holding the service's relay lock
@@ -254,11 +282,12 @@ class OutboxRelay:
 
     def stop(self):
         self._running = False
+        self._stopping = True
         self._wake.set()
 
     def run(self):
         """Relay loop: flush on every wake-up and at least every sweep interval."""
-        self._running = True
+        self._running, self._stopping = True, False
         if self.engine.dialect.name == "postgresql":
             threading.Thread(target=self._listen, name=f"outbox-listen-{self.service_name}", daemon=True).start()
         failures = 0
@@ -349,37 +378,40 @@ class OutboxRelay:
         """Publish every unpublished row, oldest first; return how many."""
         if self._publisher is not None:
             self._publisher.keep_alive()
+        if self.engine.dialect.name == "postgresql":
+            return self._flush_leading()
         total = 0
         while True:
-            published = self._flush_batch()
-            total += published
-            if published < self.batch_size:
-                return total
-
-    def _flush_batch(self):
-        if self.engine.dialect.name != "postgresql":
             with self._local_lock:  # SQLite: one process, no advisory locks
                 with self.engine.begin() as connection:
                     confirmed, error = self._relay_rows(connection)
-        else:
-            connection = self._leading_connection()
-            if connection is None:
-                return 0  # another process of the service relays: its NOTIFY wake-ups are the same as ours
-            try:
-                confirmed, error = self._relay_rows(connection)
-            except BaseException:
-                self._resign()  # a broken connection is not reused; another process may lead meanwhile
-                raise
+            # committed: what was confirmed stays marked even when a later row failed
+            if error is not None:
+                raise error
+            total += confirmed
+            if confirmed < self.batch_size:
+                return total
+
+    def _flush_leading(self):
+        """PostgreSQL: batch after batch on the leading connection, each batch's mark and the next batch's
+        read being one statement, until a read finds nothing."""
+        connection = self._leading_connection()
+        if connection is None:
+            return 0  # another process of the service relays: its NOTIFY wake-ups are the same as ours
+        try:
+            total, error = self._relay_chained(connection)
+        except BaseException:
+            self._resign()  # a broken connection is not reused; another process may lead meanwhile
+            raise
         # committed: what was confirmed stays marked even when a later row failed
         if error is not None:
             raise error
-        return confirmed
+        return total
 
     def _leading_connection(self):
         """The connection through which this process relays, holding the service's advisory lock for its
         whole session; None while another process holds it (asked again at most once per sweep). Each
-        statement on it commits by itself: a batch costs a SELECT and an UPDATE, with no BEGIN, lock and
-        COMMIT around them."""
+        statement on it commits by itself: no BEGIN, lock and COMMIT around a batch."""
         if self._leading is not None:
             return self._leading
         if time.monotonic() < self._next_lead_attempt:
@@ -402,15 +434,39 @@ class OutboxRelay:
         if connection is not None:
             _end_session(connection)
 
+    def _relay_chained(self, connection):
+        """Publish batches until none is left: (published, error). A fully confirmed batch is marked by the
+        statement that reads the next one; a batch that failed, or the last one while stopping, is marked
+        on its own (``_settle``)."""
+        rows = connection.execute(_UNPUBLISHED, {"limit": self.batch_size}).all()
+        total = 0
+        while rows:
+            confirmed, error = self._send(rows)
+            total += confirmed
+            if error is not None or self._stopping:
+                self._settle(connection, rows, confirmed, error)
+                return total, error
+            rows = connection.execute(_MARK_THEN_NEXT, {
+                "ids": [row.id for row in rows], "now": utcnow(), "limit": self.batch_size}).all()
+        return total, None
+
     def _relay_rows(self, connection):
         """Publish the oldest unpublished rows (one batch) and mark the confirmed ones: (confirmed, error)."""
         rows = connection.execute(_UNPUBLISHED, {"limit": self.batch_size}).all()
         if not rows:
             return 0, None
+        confirmed, error = self._send(rows)
+        self._settle(connection, rows, confirmed, error)
+        return confirmed, error
+
+    def _send(self, rows):
         try:
-            confirmed, error = self._publish(rows)
+            return self._publish(rows)
         except Exception as exc:  # no connection: nothing was sent
-            confirmed, error = 0, exc
+            return 0, exc
+
+    def _settle(self, connection, rows, confirmed, error):
+        """Mark the confirmed prefix of ``rows`` published; count ``error`` against the first row after it."""
         if confirmed:
             connection.execute(_MARK_PUBLISHED, {"ids": [row.id for row in rows[:confirmed]], "now": utcnow()})
         if error is not None:
@@ -419,7 +475,6 @@ class OutboxRelay:
                 .where(outbox_table.c.id == rows[confirmed].id)
                 .values(attempts=outbox_table.c.attempts + 1, last_error=str(error)[:500])
             )
-        return confirmed, error
 
     def _publish(self, rows):
         """Send ``rows`` with up to ``window`` unconfirmed; return (confirmed prefix length, error)."""

@@ -136,6 +136,62 @@ def test_one_connection_carries_many_batches_with_confirms_in_flight(rabbit_conf
     relay.close()
 
 
+def test_rows_committed_while_a_batch_awaits_its_confirms_go_out_in_the_same_flush(rabbit_config, database, broker):
+    """On PostgreSQL the statement that marks a confirmed batch also reads the next one: rows committed
+    meanwhile (one with an id lower than a later one's, committed after it) go out in order of id, each
+    once, and the flush marks every one of them."""
+    queue = bind_queue(broker)
+    record(database.engine, 3)
+    relay = OutboxRelay(database.engine, rabbit_config["AMQP_URI"], "dossier")
+    statements = []
+    batches = []
+    publish = relay._publish
+
+    def publish_and_commit_more(rows):
+        batches.append([json.loads(row.body)["n"] for row in rows])
+        if len(batches) == 1:  # two more commits while the first batch is out
+            record(database.engine, 2, start=3)
+        return publish(rows)
+
+    relay._publish = publish_and_commit_more
+
+    def relay_statement(conn, cursor, statement, *args):
+        if "outbox_messages" in statement and not statement.lstrip().startswith("INSERT"):
+            statements.append(statement.lstrip().split()[0])
+
+    sa.event.listen(database.engine, "before_cursor_execute", relay_statement)
+    try:
+        assert relay.flush() == 5
+    finally:
+        sa.event.remove(database.engine, "before_cursor_execute", relay_statement)
+        relay.close()
+    assert batches == [[0, 1, 2], [3, 4]]
+    assert [json.loads(body)["n"] for _m, _p, body in drain(broker, queue)] == [0, 1, 2, 3, 4]
+    assert all(row.published_at is not None for row in published_flags(database.engine))
+    # the first read, then for each batch one statement marking it and reading the next: nothing else
+    assert statements == ["SELECT", "WITH", "WITH"]
+
+
+def test_stopping_marks_the_batch_under_way_and_returns(rabbit_config, database, broker):
+    bind_queue(broker)
+    record(database.engine, 3)
+    relay = OutboxRelay(database.engine, rabbit_config["AMQP_URI"], "dossier")
+    publish = relay._publish
+
+    def publish_then_stop(rows):
+        result = publish(rows)
+        record(database.engine, 2, start=3)
+        relay.stop()
+        return result
+
+    relay._publish = publish_then_stop
+    try:
+        assert relay.flush() == 3
+    finally:
+        relay.close()
+    assert [row.published_at is not None for row in published_flags(database.engine)] == [True] * 3 + [False] * 2
+
+
 def test_a_crash_between_confirm_and_mark_publishes_again(rabbit_config, database, broker):
     queue = bind_queue(broker)
     record(database.engine, 3)
