@@ -23,4 +23,5 @@ class WorkingCalendar(DependencyProvider):
     milliseconds in the middle of the first accepts."""
 
     def setup(self):
-        calendar.load_holidays(utcnow().year, utcnow().year + 1)
+        year = utcnow().year
+        calendar.load_holidays(year, year + 1)

@@ -4,7 +4,6 @@ import os
 import signal
 import sys
 
-
 from portal_shared.runtime import freeze_startup_heap
 
 from sandbox.app import SandboxApp
