@@ -219,13 +219,7 @@ def _mark_then_next():
         .returning(outbox_table.c.id)
         .cte("marked")
     )
-    return (
-        sa.select(*_UNPUBLISHED.selected_columns)
-        .where(outbox_table.c.published_at.is_(None), sa.not_(outbox_table.c.id == sa.any_(ids)))
-        .order_by(outbox_table.c.id)
-        .limit(sa.bindparam("limit"))
-        .add_cte(marked)
-    )
+    return _UNPUBLISHED.where(sa.not_(outbox_table.c.id == sa.any_(ids))).add_cte(marked)
 
 
 _MARK_THEN_NEXT = _mark_then_next()
