@@ -268,6 +268,11 @@ RPC = {
     "get_notifications": ("notify", None, "NotificationList", []),
     "sync_stats": ("portal_sync", None, "SyncStats", []),
 }
+# Methods between services only (role ``service``), left out of the documents on purpose: no client of the
+# platform may call them, and they may change with their one caller. method → service
+INTERNAL_RPC = {
+    "get_dossiers": "dossier",  # portal_sync's delivery batches
+}
 # Every call may also be refused for its caller (CONTRACT section 5) or fail unexpectedly (a
 # generic error naming a correlation id, never the exception's text).
 CALLER_ERRORS = ["Unauthorized", "Forbidden", "InternalError"]

@@ -96,7 +96,9 @@ def rpc_methods(service_class):
 def test_every_rpc_method_of_the_services_is_documented_and_nothing_else():
     documented = {(op["title"]) for op in ASYNCAPI["operations"].values() if "reply" in op}
     offered = {f"{service}.{method}" for service, (cls, _) in SERVICES.items() for method in rpc_methods(cls)}
-    assert documented == offered
+    internal = {f"{service}.{method}" for method, service in specs.INTERNAL_RPC.items()}
+    assert internal <= offered  # an internal method that is gone leaves the list too
+    assert documented == offered - internal
 
 
 @pytest.mark.parametrize("method", specs.RPC)

@@ -132,3 +132,25 @@ def test_without_a_configured_secret_every_call_is_refused(container_factory, do
             rpc.dossier.submit_dossier("LLTP-01", applicant)
     assert refused.value.exc_type == "Unauthorized"
     assert "AUTH_JWT_SECRET" in str(refused.value)
+
+
+@pytest.mark.parametrize("claims", [
+    {"role": "citizen", "id_number": "001099012345"},
+    {"role": "officer", "agencies": ["STP-HN"]},
+    {"role": "operator"},
+    {"role": ["officer", "finance", "operator"]},
+], ids=["citizen", "officer", "operator", "staff"])
+def test_reading_many_dossiers_at_once_is_for_services_only(dossier_config, submitted, claims):
+    with rpc_proxy(dossier_config, **claims) as rpc:
+        with pytest.raises(RemoteError) as refused:
+            rpc.dossier.get_dossiers([submitted["code"]])
+    assert refused.value.exc_type == "Forbidden"
+
+
+def test_reading_many_dossiers_at_once_needs_a_token_and_a_service_s_is_enough(dossier_config, submitted):
+    with rpc_proxy(dossier_config, token=None) as rpc:
+        with pytest.raises(RemoteError) as refused:
+            rpc.dossier.get_dossiers([submitted["code"]])
+    assert refused.value.exc_type == "Unauthorized"
+    with rpc_proxy(dossier_config, role="service") as rpc:
+        assert rpc.dossier.get_dossiers([submitted["code"]])["dossiers"][0]["code"] == submitted["code"]

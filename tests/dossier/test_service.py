@@ -147,3 +147,59 @@ def test_calls_arriving_together_share_transactions_and_each_is_answered_for_its
     eventlet.sleep(0.5)
     accepted = [e["dossier_code"] for e in collector.received if e["new_status"] == "accepted"]
     assert sorted(accepted) == sorted(codes)
+
+
+def service_engine(container):
+    from portal_shared.extensions.database import Database
+
+    return next(dependency for dependency in container.dependencies if isinstance(dependency, Database)).engine
+
+
+def test_get_dossiers_answers_as_get_dossier_does_and_names_the_unknown_codes(
+        dossier_container, dossier_config, applicant):
+    with rpc_proxy(dossier_config) as rpc:
+        codes = [rpc.dossier.submit_dossier(procedure, applicant)["code"]
+                 for procedure in ("LLTP-01", "KHAISINH-01", "LLTP-01")]
+        rpc.dossier.act_on_dossier(codes[1], "accept", "officer-1")
+        rpc.dossier.act_on_dossier(codes[1], "start", "officer-1")
+        one_by_one = [rpc.dossier.get_dossier(code) for code in codes]
+    unknown = "STP-HN-000000-XXXXXX"
+    with rpc_proxy(dossier_config, role="service") as rpc:
+        answer = rpc.dossier.get_dossiers([codes[2], unknown, codes[0], codes[1], codes[0]])
+    assert answer == {"dossiers": [one_by_one[2], one_by_one[0], one_by_one[1]], "missing": [unknown]}
+    assert [entry["status"] for entry in answer["dossiers"][2]["history"]] == ["submitted", "accepted", "processing"]
+
+
+@pytest.mark.parametrize("codes", [[], ["STP-HN-000000-XXXXXX"] * 101, ["STP-HN-000000-XXXXXX", ""],
+                                   ["X" * 33], "STP-HN-000000-XXXXXX", None],
+                         ids=["empty", "101-codes", "empty-code", "long-code", "not-a-list", "none"])
+def test_get_dossiers_refuses_a_bad_list_naming_codes(dossier_container, dossier_config, codes):
+    with rpc_proxy(dossier_config, role="service") as rpc:
+        with pytest.raises(RemoteError) as refused:
+            rpc.dossier.get_dossiers(codes)
+    assert refused.value.exc_type == "ValidationError" and "codes" in refused.value.value
+
+
+def test_get_dossiers_reads_any_number_of_dossiers_in_one_statement(dossier_container, dossier_config, applicant):
+    with rpc_proxy(dossier_config) as rpc:
+        codes = [rpc.dossier.submit_dossier("KHAISINH-01", applicant)["code"] for _ in range(8)]
+        for code in codes[:4]:
+            rpc.dossier.act_on_dossier(code, "accept", "officer-1")
+    engine = service_engine(dossier_container)
+    reads = []
+
+    def record(_connection, _cursor, statement, *_args):
+        if "dossier" in statement and "outbox" not in statement:  # not the relay's sweeps
+            reads.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        with rpc_proxy(dossier_config, role="service") as rpc:
+            assert len(rpc.dossier.get_dossiers(codes[:1])["dossiers"]) == 1
+            one = len(reads)
+            answer = rpc.dossier.get_dossiers(codes + ["STP-HN-000000-XXXXXX"])
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    assert len(answer["dossiers"]) == 8 and answer["missing"] == ["STP-HN-000000-XXXXXX"]
+    assert one == 1 and len(reads) == 2  # one statement for one dossier, one for eight: no read per dossier
+    assert all(len(dossier["history"]) == 2 for dossier in answer["dossiers"][:4])

@@ -88,17 +88,26 @@ class SqlDossiers:
 
     def get(self, code):
         """The dossier with its history, without a lock (a read), or None: one statement."""
+        return self.get_many([code]).get(code)
+
+    def get_many(self, codes):
+        """``{code: dossier}`` of those of ``codes`` that exist, with their histories, without a lock: one
+        statement for all (the dossiers joined to their history entries), so each dossier and its history
+        come from one snapshot, as no second statement could promise under READ COMMITTED."""
         rows = self._session.execute(
             sa.select(dossiers, history.c.status.label("entry_status"), history.c.at, history.c.actor,
                       history.c.note)
             .select_from(dossiers.outerjoin(history, history.c.dossier_id == dossiers.c.id))
-            .where(dossiers.c.code == code).order_by(history.c.id)
+            .where(dossiers.c.code.in_(sorted(set(codes)))).order_by(dossiers.c.id, history.c.id)
         ).mappings().all()
-        if not rows:
-            return None
-        entries = [HistoryEntry(Status(row["entry_status"]), row["at"], row["actor"], row["note"])
-                   for row in rows if row["entry_status"] is not None]
-        return dossier_from_row(rows[0], entries)
+        first_rows, entries = {}, {}
+        for row in rows:
+            code = row["code"]
+            if code not in first_rows:
+                first_rows[code], entries[code] = row, []
+            if row["entry_status"] is not None:
+                entries[code].append(HistoryEntry(Status(row["entry_status"]), row["at"], row["actor"], row["note"]))
+        return {code: dossier_from_row(row, entries[code]) for code, row in first_rows.items()}
 
     def get_for_update(self, code, with_history=True):
         """The dossier with its row locked until the transaction ends, or None.

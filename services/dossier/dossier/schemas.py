@@ -7,6 +7,12 @@ from portal_shared.timeutil import isoformat
 from portal_shared.validation import BoundedDict, CitizenId, EmailAddress, Text, page_limit, page_offset
 
 FORM_DATA_MAX_BYTES = 64 * 1024
+MAX_CODES_PER_READ = 100  # get_dossiers: one delivery batch of portal_sync fits in one call
+
+
+def dossier_code(**kwargs):
+    """A dossier code as every request takes it."""
+    return Text(min_length=1, max_length=32, **kwargs)
 
 
 class ApplicantSchema(Schema):
@@ -46,14 +52,18 @@ class SubmitDossierSchema(Schema):
 
 
 class ActOnDossierSchema(Schema):
-    code = Text(required=True, min_length=1, max_length=32)
+    code = dossier_code(required=True)
     action = fields.String(required=True, validate=validate.OneOf(ACTIONS))
     actor = Text(required=True, min_length=1, max_length=128)
     note = Text(load_default=None, allow_none=True, max_length=2000)
 
 
 class DossierCodeSchema(Schema):
-    code = Text(required=True, min_length=1, max_length=32)
+    code = dossier_code(required=True)
+
+
+class DossierCodesSchema(Schema):
+    codes = fields.List(dossier_code(), required=True, validate=validate.Length(min=1, max=MAX_CODES_PER_READ))
 
 
 class ListDossiersSchema(Schema):

@@ -10,6 +10,7 @@ from dossier.providers import ProcedureCatalogue, WorkingCalendar
 from dossier.schemas import (
     ActOnDossierSchema,
     DossierCodeSchema,
+    DossierCodesSchema,
     ListDossiersSchema,
     PaymentSucceededSchema,
     StatsSchema,
@@ -63,6 +64,17 @@ class DossierService(HealthEndpoints):
         caller = self.caller.require()
         request = load(DossierCodeSchema, {"code": code})
         return dump_dossier(use_cases.get_dossier(self._uow(), request["code"], caller=caller))
+
+    @rpc(expected_exceptions=EXPECTED)
+    def get_dossiers(self, codes):
+        """Internal, between services only (role ``service``), and not in the interface reference: up to 100
+        dossiers in one call, for a service reading many at once (portal_sync's delivery batches), where a
+        ``get_dossier`` each costs a round trip, a worker and a token check per dossier.
+        ``{"dossiers": [as get_dossier], "missing": [codes]}``; a code given twice is answered once."""
+        self.caller.require("service")
+        request = load(DossierCodesSchema, {"codes": codes})
+        dossiers, missing = use_cases.get_dossiers(self._uow(), request["codes"])
+        return {"dossiers": [dump_dossier(dossier) for dossier in dossiers], "missing": missing}
 
     @rpc(expected_exceptions=EXPECTED)
     def list_dossiers(self, applicant_id_number=None, status=None, agency_code=None, limit=50, offset=0):

@@ -39,6 +39,10 @@ class FakeDossiers:
         dossier = self._store.dossiers.get(code)
         return copy.deepcopy(dossier) if dossier is not None else None
 
+    def get_many(self, codes):
+        found = {code: self.get(code) for code in codes}
+        return {code: dossier for code, dossier in found.items() if dossier is not None}
+
     def get_for_update(self, code, with_history=True):
         dossier = self.get(code)
         if dossier is None:

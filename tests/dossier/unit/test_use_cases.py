@@ -218,6 +218,16 @@ def test_get_checks_who_may_read(h):
         use_cases.get_dossier(h.uow, "STP-HN-000000-XXXXXX")
 
 
+def test_get_many_answers_each_code_once_in_the_order_given_and_names_the_missing(h):
+    first = h.act(h.submit().code, "accept").code
+    second = h.submit("KHAISINH-01").code
+    unknown = "STP-HN-000000-XXXXXX"
+    dossiers, missing = use_cases.get_dossiers(h.uow, [second, unknown, first, second, unknown])
+    assert [dossier.code for dossier in dossiers] == [second, first]
+    assert [entry.status for entry in dossiers[1].history] == h.statuses(first)  # with the whole history
+    assert missing == [unknown]
+
+
 def test_list_filters_pages_and_counts(h):
     first = h.submit().code
     second = h.submit(now=MONDAY + timedelta(minutes=1)).code
