@@ -36,6 +36,7 @@ def publish(uri, exchange, routing_key, body=b'{"dossier_code": "HS-1", "txn_ref
     ("notify", "payment.events", "payment_succeeded"),
     ("notify", "notify.events", "payment_succeeded"),   # its own exchange carries only its delivery messages
     ("portal_sync", "nameko-rpc", "dossier.act_on_dossier"),
+    ("notify", "nameko-rpc", "dossier.get_dossiers"),     # the batch read is portal_sync's only
     # another service's retry exchange
     ("notify", "dossier.retries", "evt-payment-payment_succeeded--dossier.on_payment_succeeded.retry"),
 ])
@@ -53,6 +54,8 @@ def test_forged_publishes_are_refused(portal_vhost, user, exchange, routing_key)
     ("payment", "payment.events", "payment_refunded"),
     ("notify", "notify.events", "deliver_sms"),      # notify's own delivery queues (notify.pipeline)
     ("portal_sync", "nameko-rpc", "dossier.list_dossiers"),
+    ("portal_sync", "nameko-rpc", "dossier.get_dossiers"),   # the delivery batches' read
+    ("portal_sync", "nameko-rpc", "dossier.get_dossier"),    # the same from a dossier service without it
 ])
 def test_what_each_service_needs_is_allowed(portal_vhost, user, exchange, routing_key):  # noqa: F811
     publish(portal_vhost[user], exchange, routing_key)  # no AccessRefused
