@@ -3,7 +3,7 @@
 Woken right after an event is recorded, and at least every
 ``PORTAL_SYNC_TICK_SECONDS``; a wake-up first lets ``PORTAL_SYNC_GATHER_SECONDS``
 (0.5 s) of further changes gather, so a busy hour sends full lists rather than
-one round (a transaction, a ``get_dossier`` wait, an HTTP call) per event. Each round claims up to ``PORTAL_SYNC_BATCH_SIZE``
+one round (a transaction, a ``get_dossiers`` wait, an HTTP call) per event. Each round claims up to ``PORTAL_SYNC_BATCH_SIZE``
 due dossiers (rows locked ``FOR UPDATE SKIP LOCKED``, so replicas share the
 work) and sends them in one ``data`` list per operation. While the adapter is
 away the loop waits ``PORTAL_SYNC_BACKOFF_SECONDS``, doubled per failed round

@@ -1,14 +1,14 @@
 """portal_sync's Nameko providers: the dossier service over RPC, the national catalogue.
 
-``DossierDirectory`` opens a ``DossierReader`` (``get_dossier``,
-``list_dossiers``) on its own ``ClusterRpcProxy`` whose calls carry
+``DossierDirectory`` opens a ``DossierReader`` (``get_dossiers``,
+``get_dossier``, ``list_dossiers``) on its own ``ClusterRpcProxy`` whose calls carry
 portal_sync's ``service`` token (``dossiers.caller_context``); ``Dossiers``
 hands the directory to the service's workers and delivery thread;
 ``NationalCatalogue`` loads the procedure codes (``catalogue.NationalCodes``).
 """
 from contextlib import contextmanager
 
-from nameko.exceptions import RemoteError
+from nameko.exceptions import MethodNotFound, RemoteError
 from nameko.extensions import DependencyProvider
 from nameko.standalone.rpc import ClusterRpcProxy
 
@@ -20,6 +20,7 @@ from portal_sync.dossiers import DossierMissing, DossierUnavailable, caller_cont
 log = get_logger(__name__)
 
 RPC_TIMEOUT_SECONDS = 30
+CODES_PER_CALL = 100  # the most dossier's get_dossiers takes
 
 
 class PortalSyncRpcProxy(ClusterRpcProxy):
@@ -44,6 +45,37 @@ class DossierReader:
             raise DossierUnavailable(f"get_dossier: {exc.exc_type}") from None
         except Exception as exc:
             raise DossierUnavailable(f"get_dossier: {type(exc).__name__}") from None
+
+    def get_many(self, codes):
+        """``(found, missing)``: ``{code: dossier}`` and the set of codes the dossier service does not know,
+        read with ``get_dossiers``, at most ``CODES_PER_CALL`` codes a call.
+
+        A dossier service that has no ``get_dossiers`` yet (an older one, during a rolling upgrade) answers
+        ``MethodNotFound`` (Nameko sends it as that class, not as a ``RemoteError``): the remaining codes
+        are then read one by one with ``get_dossier``."""
+        codes = list(dict.fromkeys(codes))
+        found, missing = {}, set()
+        for start in range(0, len(codes), CODES_PER_CALL):
+            try:
+                answer = self._proxy.dossier.get_dossiers(codes[start:start + CODES_PER_CALL])
+            except MethodNotFound:
+                log.info("dossier_batch_read_unavailable", fallback="get_dossier", dossiers=len(codes) - start)
+                return self._one_by_one(codes[start:], found, missing)
+            except RemoteError as exc:
+                raise DossierUnavailable(f"get_dossiers: {exc.exc_type}") from None
+            except Exception as exc:
+                raise DossierUnavailable(f"get_dossiers: {type(exc).__name__}") from None
+            found.update((dossier["code"], dossier) for dossier in answer["dossiers"])
+            missing.update(answer["missing"])
+        return found, missing
+
+    def _one_by_one(self, codes, found, missing):
+        for code in codes:
+            try:
+                found[code] = self.get(code)
+            except DossierMissing:
+                missing.add(code)
+        return found, missing
 
     def page(self, limit, offset):
         """``list_dossiers`` newest first: ``{items, total}``."""

@@ -22,7 +22,7 @@ from portal_sync.client import PortalRefused, PortalUnavailable
 from portal_sync.commands import RecordStatusChanges, Release
 from portal_sync.domain.records import dossier_record, status_code
 from portal_sync.domain.sync import BackfillJob, SyncRecord
-from portal_sync.dossiers import DossierMissing, DossierUnavailable
+from portal_sync.dossiers import DossierUnavailable
 
 log = get_logger(__name__)
 
@@ -80,25 +80,28 @@ class Delivery:
         log.warning("portal_sync_parked", dossier_code=record.dossier_code, reason=record.last_error)
 
     def refresh(self, claimed, directory):
-        """Records with a current snapshot; the others are deferred (dossier service away) or parked."""
+        """Records with a current snapshot; the others are deferred (dossier service away) or parked.
+
+        The stale records are read together (``get_many``: one call for a batch), so the dossier service
+        answers for all of them or, away, none: then every stale record is deferred."""
         stale = [record for record in claimed if record.needs_snapshot]
         if not stale:
             return claimed
-        failed = set()
         try:
             with directory.open() as dossiers:
-                for record in stale:
-                    try:
-                        record.refreshed(dossiers.get(record.dossier_code))
-                    except DossierMissing:
-                        self._park(record, {"error": "unknown to the dossier service"}, "dossier not found")
-                        failed.add(record.dossier_code)
+                found, _missing = dossiers.get_many([record.dossier_code for record in stale])
         except DossierUnavailable as exc:
             for record in stale:
-                if record.needs_snapshot:
-                    record.defer(exc, self.now, self.backoff_seconds, self.max_backoff_seconds)
-                    self.outcome["deferred"] += 1
-                    failed.add(record.dossier_code)
+                record.defer(exc, self.now, self.backoff_seconds, self.max_backoff_seconds)
+                self.outcome["deferred"] += 1
+            return [record for record in claimed if not record.needs_snapshot]
+        failed = set()
+        for record in stale:
+            if record.dossier_code in found:
+                record.refreshed(found[record.dossier_code])
+            else:
+                self._park(record, {"error": "unknown to the dossier service"}, "dossier not found")
+                failed.add(record.dossier_code)
         return [record for record in claimed if record.dossier_code not in failed]
 
     def send(self, ready):

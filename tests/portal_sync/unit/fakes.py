@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from portal_shared.testing.memory import FakeInbox, InMemoryUnitOfWork
 from portal_sync.client import PortalRefused, PortalUnavailable
 from portal_sync.domain.sync import SyncRecord
-from portal_sync.dossiers import DossierMissing, DossierUnavailable
+from portal_sync.dossiers import DossierUnavailable
 from portal_sync.unit_of_work import AbstractUnitOfWork
 
 
@@ -137,7 +137,9 @@ class FakeUnitOfWork(InMemoryUnitOfWork, AbstractUnitOfWork):
 
 
 class FakeDirectory:
-    """The dossier service as portal_sync reads it: ``dossiers`` (code → the contract's Dossier), or away."""
+    """The dossier service as portal_sync reads it: ``dossiers`` (code → the contract's Dossier), or away.
+
+    ``reads`` holds the codes of each ``get_many`` call, one list per call."""
 
     def __init__(self):
         self.dossiers = {}
@@ -150,11 +152,10 @@ class FakeDirectory:
             raise DossierUnavailable("broker: ConnectionRefusedError")
         yield self
 
-    def get(self, code):
-        self.reads.append(code)
-        if code not in self.dossiers:
-            raise DossierMissing(code)
-        return copy.deepcopy(self.dossiers[code])
+    def get_many(self, codes):
+        self.reads.append(list(codes))
+        found = {code: copy.deepcopy(self.dossiers[code]) for code in codes if code in self.dossiers}
+        return found, {code for code in codes if code not in self.dossiers}
 
 
 class FakePortal:

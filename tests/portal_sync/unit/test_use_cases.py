@@ -112,7 +112,7 @@ def test_a_fee_makes_the_dossier_pending_without_reading_it_again(h):
     h.deliver()
     [record_sent] = h.records_sent(updating=True)
     assert [fee["MaPhiLePhi"] for fee in record_sent["DanhSachLePhi"]] == ["P1"]
-    assert h.directory.reads == ["D1"]  # read once, for the first delivery
+    assert h.directory.reads == [["D1"]]  # read once, for the first delivery
 
 
 def test_a_refunded_fee_leaves_the_fee_list(h):
@@ -188,6 +188,27 @@ def test_a_dossier_unknown_to_the_dossier_service_is_parked(h):
     assert outcome["parked"] == 1 and h.portal.calls == []
     record = h.uow.record("GHOST")
     assert record.parked_at == NOW and record.last_error == "dossier not found"
+
+
+def test_a_batch_reads_its_stale_dossiers_in_one_call_and_parks_only_the_unknown_one(h):
+    for code in ("D1", "D2", "D3"):
+        h.dossier(code)
+    h.changed("GHOST", event_id="ghost-1")
+    outcome = h.deliver()
+    assert h.directory.reads == [["D1", "D2", "D3", "GHOST"]]
+    assert outcome["delivered"] == 3 and outcome["parked"] == 1
+    assert h.uow.record("GHOST").last_error == "dossier not found"
+    [(records, updating)] = h.portal.sent("DongBoHoSoMC")
+    assert [record["MaHoSo"] for record in records] == ["D1", "D2", "D3"] and not updating
+
+
+def test_the_dossier_service_away_defers_every_stale_dossier_of_the_batch(h):
+    for code in ("D1", "D2", "D3"):
+        h.dossier(code)
+    h.directory.available = False
+    outcome = h.deliver()
+    assert outcome["claimed"] == 3 and outcome["deferred"] == 3 and h.portal.calls == []
+    assert all(h.uow.record(code).attempts == 1 for code in ("D1", "D2", "D3"))
 
 
 def test_a_refused_dossier_is_parked_and_the_others_of_its_batch_go(h):
@@ -286,4 +307,4 @@ def test_a_backfill_tracks_new_dossiers_only_and_resumes_at_its_cursor(h):
     h.bus.handle(FinishBackfill(restart=True, now=NOW))
     assert use_cases.backfill_position(h.uow) == (0, None, None)
     h.deliver()
-    assert h.directory.reads == ["D1"]  # the backfilled snapshot is sent as it is
+    assert h.directory.reads == [["D1"]]  # the backfilled snapshot is sent as it is
