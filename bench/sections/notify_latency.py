@@ -122,6 +122,7 @@ def cpu_seconds(stack, servers=False):
             used[process.label] = process_cpu_seconds(process.popen.pid)
         except (OSError, IndexError, ValueError):
             used[process.label] = None
+    used["bench_client"] = process_cpu_seconds(os.getpid())  # this process: the RPC clients and the polls
     if servers:
         for label, pids in _servers().items():
             total = 0.0
