@@ -12,6 +12,7 @@ raises the young generation's threshold, so the many short-lived objects of each
 collected in fewer, larger passes. Cycles made later are still found and freed as before.
 """
 import gc
+import os
 
 YOUNG_THRESHOLD = 2_000  # allocations between young collections (CPython's default is 700)
 
@@ -23,3 +24,34 @@ def freeze_startup_heap(young_threshold=YOUNG_THRESHOLD):
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(max(1, int(young_threshold)), older, oldest)
     return gc.get_freeze_count()
+
+
+# --- CPU weight ------------------------------------------------------------------------------------
+#
+# On a machine the whole stack shares, the kernel divides the CPU between *sessions* before it looks at
+# a process's nice value: with autogroup scheduling (``/proc/sys/kernel/sched_autogroup_enabled``, on by
+# default) every session is one group with an equal share, and a process started in a session of its
+# own (``setsid``, as process managers and the test harness do) gets that equal share whatever its
+# ``nice``. The autogroup's own nice value (``/proc/<pid>/autogroup``, sched(7)) is the weight that
+# counts there. In a container the cgroup's weight counts instead (Compose ``cpu_shares``, Kubernetes
+# CPU requests); autogroups do not apply, and writing one changes nothing.
+
+AUTOGROUP = "/proc/self/autogroup"
+
+
+def set_cpu_nice(nice):
+    """Give this process the CPU weight of ``nice`` (-20..19, lower runs first): its own nice value and,
+    when it leads its session (so the session's autogroup is its alone), the autogroup's. Returns
+    ``"autogroup"`` or ``"process"``: which weight took. A negative value needs ``CAP_SYS_NICE``
+    (``PermissionError`` otherwise, with nothing changed)."""
+    if not -20 <= nice <= 19:
+        raise ValueError(f"a nice value is between -20 and 19, got {nice}")
+    os.setpriority(os.PRIO_PROCESS, 0, nice)  # first: it refuses what the autogroup would refuse too
+    if os.getsid(0) != os.getpid():
+        return "process"  # a session shared with other processes: its weight is not ours to change
+    try:
+        with open(AUTOGROUP, "w", encoding="ascii") as autogroup:
+            autogroup.write(str(nice))
+    except FileNotFoundError:  # a kernel without autogroups
+        return "process"
+    return "autogroup"
