@@ -64,6 +64,7 @@ def test_config_file_reads_secrets_and_sender_verbatim(monkeypatch, nameko_yaml)
     defaults = yaml.safe_load(CONFIG.read_text())
     assert defaults["MAIL_FROM"] == "Cổng Dịch vụ công <no-reply@dichvucong.localhost>"
     assert defaults["SMS_PROVIDERS"] == "esms,speedsms" and defaults["SMTP_SECURITY"] == "none"
+    assert defaults["CPU_NICE"] == -5
     monkeypatch.setenv("SMTP_PASSWORD", "p#ss: {word}")
     monkeypatch.setenv("MAIL_FROM", '"UBND Phường" <noreply@ubnd.gov.vn>')
     monkeypatch.setenv("ESMS_API_KEY", "00123")
@@ -88,6 +89,7 @@ def test_nameko_run_starts_without_any_secret_and_says_what_is_disabled(rabbit_c
         process = subprocess.Popen(
             [str(Path(sys.executable).with_name("nameko")), "run", "--config", str(CONFIG), "notify.service"],
             cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+            start_new_session=True,  # as process managers start it: a session, and so an autogroup, of its own
         )
     try:
         deadline = time.monotonic() + 60  # a loaded CI machine starts nameko slowly
@@ -105,6 +107,15 @@ def test_nameko_run_starts_without_any_secret_and_says_what_is_disabled(rabbit_c
         # no ESMS_CALLBACK_TOKEN here: every receipt path is refused, and nothing answers 5xx
         assert requests.post(f"http://127.0.0.1:{port}/callbacks/esms", data="garbage", timeout=2).status_code == 404
         assert requests.post(f"http://127.0.0.1:{port}/callbacks/esms/x", data="garbage", timeout=2).status_code == 404
+        # CPU_NICE's default, -5: taken where the process may raise its weight (CAP_SYS_NICE), said where not
+        if os.geteuid() == 0:
+            assert os.getpriority(os.PRIO_PROCESS, process.pid) == -5
+            if Path(f"/proc/{process.pid}/autogroup").exists():
+                assert Path(f"/proc/{process.pid}/autogroup").read_text().split()[-1] == "-5"
+            assert '"cpu_weight_set"' in log_path.read_text()
+        else:
+            assert os.getpriority(os.PRIO_PROCESS, process.pid) == 0
+            assert '"cpu_weight_refused"' in log_path.read_text()
         # the RPC consumer is up too (and stopping before it is would trip a nameko 2.14 race in shutdown)
         with rpc_proxy(rabbit_config) as rpc:
             assert rpc.notify.get_notifications("NONE") == []

@@ -27,7 +27,7 @@ from portal_shared.extensions.grouping import GroupCommits
 from portal_shared.extensions.health import HealthEndpoints, Monitoring
 from portal_shared.extensions.logs import WorkerLogContext
 from portal_shared.extensions.rpc import rpc
-from portal_shared.extensions.runtime import StartupHeapFrozen
+from portal_shared.extensions.runtime import CpuWeight, StartupHeapFrozen
 
 PAID_STATUSES = ("succeeded", "refund_pending", "refunded")  # refunds only ever follow a success
 INBOX_CONSUMER = "dossier.on_payment_succeeded"
@@ -41,6 +41,7 @@ class DossierService(HealthEndpoints):
     db = Database(migrations="dossier:migrations")
     monitoring = Monitoring()
     runtime = StartupHeapFrozen()  # no full collection walks the start-up heap (portal_shared.runtime)
+    cpu = CpuWeight()  # CPU_NICE: its share of a CPU the stack shares (portal_shared.runtime)
     catalogue = ProcedureCatalogue()
     working_calendar = WorkingCalendar()  # holidays loaded before the first deadline is computed
     caller = CallerIdentity()

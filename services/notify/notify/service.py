@@ -34,7 +34,7 @@ from portal_shared.extensions.grouping import GroupCommits
 from portal_shared.extensions.health import Monitoring, json_response
 from portal_shared.extensions.logs import WorkerLogContext
 from portal_shared.extensions.rpc import rpc
-from portal_shared.extensions.runtime import StartupHeapFrozen
+from portal_shared.extensions.runtime import CpuWeight, StartupHeapFrozen
 from portal_shared.extensions.timer import config_timer
 from portal_shared.extensions.web import callback
 from portal_shared.untrusted import Malformed, json_object, query_fields
@@ -50,6 +50,7 @@ class NotifyService(health.HealthEndpoints):
     db = Database(migrations="notify:migrations", relay_events=True)
     monitoring = Monitoring()
     runtime = StartupHeapFrozen()  # no full collection walks the start-up heap (portal_shared.runtime)
+    cpu = CpuWeight()  # CPU_NICE: its share of a CPU the stack shares (portal_shared.runtime)
     settings = DeliverySettings()
     delivery = DeliveryPipeline()  # per-channel queue consumers, outside the worker pool (notify.pipeline)
     dossier_rpc = ServiceRpcProxy("dossier")  # calls carry notify's own service token

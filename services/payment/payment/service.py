@@ -35,7 +35,7 @@ from portal_shared.extensions.events import reliable_event_handler
 from portal_shared.extensions.health import Monitoring, json_response
 from portal_shared.extensions.logs import WorkerLogContext
 from portal_shared.extensions.rpc import rpc
-from portal_shared.extensions.runtime import StartupHeapFrozen
+from portal_shared.extensions.runtime import CpuWeight, StartupHeapFrozen
 from portal_shared.extensions.timer import config_timer
 from portal_shared.extensions.web import callback
 from portal_shared.untrusted import Malformed, json_object, query_fields
@@ -52,6 +52,7 @@ class PaymentService(health.HealthEndpoints):
     db = Database(migrations="payment:migrations")
     monitoring = Monitoring()
     runtime = StartupHeapFrozen()  # no full collection walks the start-up heap (portal_shared.runtime)
+    cpu = CpuWeight()  # CPU_NICE: its share of a CPU the stack shares (portal_shared.runtime)
     settings = Gateways()
     caller = CallerIdentity()
     dossier_rpc = ServiceRpcProxy("dossier")

@@ -10,7 +10,7 @@ from portal_shared.extensions.grouping import GroupCommits
 from portal_shared.extensions.health import HealthEndpoints, Monitoring
 from portal_shared.extensions.logs import WorkerLogContext
 from portal_shared.extensions.rpc import rpc
-from portal_shared.extensions.runtime import StartupHeapFrozen
+from portal_shared.extensions.runtime import CpuWeight, StartupHeapFrozen
 from portal_sync import use_cases
 from portal_sync.commands import RecordFee, RecordStatusChange, RecordStatusChanges
 from portal_sync.delivery import PortalDelivery
@@ -32,6 +32,7 @@ class PortalSyncService(HealthEndpoints):
     db = Database(migrations="portal_sync:migrations", relay_events=False)
     monitoring = Monitoring()
     runtime = StartupHeapFrozen()  # no full collection walks the start-up heap (portal_shared.runtime)
+    cpu = CpuWeight()  # CPU_NICE: its share of a CPU the stack shares (portal_shared.runtime)
     catalogue = NationalCatalogue()
     dossiers = Dossiers()
     caller = CallerIdentity()
