@@ -3,7 +3,7 @@ share of the CPU (``portal_shared.runtime``)."""
 from nameko.extensions import DependencyProvider
 
 from portal_shared.config import ConfigError, get_int
-from portal_shared.logs import get_logger
+from portal_shared.logs import configure_logging, get_logger
 from portal_shared.runtime import YOUNG_THRESHOLD, freeze_startup_heap, set_cpu_nice
 
 log = get_logger(__name__)
@@ -25,6 +25,7 @@ class CpuWeight(DependencyProvider):
     ``cpu_weight_refused`` and runs at the weight it has, as it would with ``CPU_NICE`` unset."""
 
     def setup(self):
+        configure_logging()  # its line must come out formatted, whatever the extensions' set-up order
         nice = get_int(self.container.config, "CPU_NICE", 0)
         if nice == 0:
             return
