@@ -53,14 +53,19 @@ def sync_rows(sync_database):
             sa.text("SELECT dossier_code, pending, attempts, last_error, parked_at FROM sync_dossiers"))}
 
 
+def deliver_and_park(start_sync, national_portal, sync_database, codes):
+    """Starts a delivering portal_sync; returns once ``codes`` are at the portal and ``GHOST`` is parked."""
+    start_sync()
+    wait_for(lambda: all(national_portal.statuses(code) == ["1"] for code in codes), timeout=15,
+             message=f"the {len(codes)} dossiers at the portal")
+    wait_for(lambda: sync_rows(sync_database)[GHOST].parked_at is not None, message="the unknown dossier parked")
+
+
 def test_a_batch_is_read_in_one_call_and_an_unknown_dossier_is_parked(
         dossier_service, start_sync, national_portal, rabbit_config, applicant, sync_database):
     codes = gather_changes(rabbit_config, start_sync, applicant, 12, ghost=True)
     batch_reads, single_reads = worker_calls("get_dossiers"), worker_calls("get_dossier")
-    start_sync()
-    wait_for(lambda: all(national_portal.statuses(code) == ["1"] for code in codes), timeout=15,
-             message="the twelve dossiers at the portal")
-    wait_for(lambda: sync_rows(sync_database)[GHOST].parked_at is not None, message="the unknown dossier parked")
+    deliver_and_park(start_sync, national_portal, sync_database, codes)
     eventlet.sleep(0.5)  # a second read would have come by now
     assert worker_calls("get_dossiers") == batch_reads + 1
     assert worker_calls("get_dossier") == single_reads
@@ -73,10 +78,7 @@ def test_an_older_dossier_service_without_get_dossiers_is_read_one_dossier_at_a_
     container_factory(OlderDossierService, dossier_config).start()
     codes = gather_changes(rabbit_config, start_sync, applicant, 3, ghost=True)
     batch_reads, single_reads = worker_calls("get_dossiers"), worker_calls("get_dossier")
-    start_sync()
-    wait_for(lambda: all(national_portal.statuses(code) == ["1"] for code in codes), timeout=15,
-             message="the three dossiers at the portal")
-    wait_for(lambda: sync_rows(sync_database)[GHOST].parked_at is not None, message="the unknown dossier parked")
+    deliver_and_park(start_sync, national_portal, sync_database, codes)
     wait_for(lambda: worker_calls("get_dossier") == single_reads + 4, message="one get_dossier per dossier")
     assert worker_calls("get_dossiers") == batch_reads  # MethodNotFound: no worker of dossier ran one
     assert sync_rows(sync_database)[GHOST].last_error == "dossier not found"
