@@ -47,35 +47,34 @@ class DossierReader:
             raise DossierUnavailable(f"get_dossier: {type(exc).__name__}") from None
 
     def get_many(self, codes):
-        """``(found, missing)``: ``{code: dossier}`` and the set of codes the dossier service does not know,
-        read with ``get_dossiers``, at most ``CODES_PER_CALL`` codes a call.
+        """``{code: dossier}`` of the codes the dossier service knows (the others are absent), read with
+        ``get_dossiers``, at most ``CODES_PER_CALL`` codes a call.
 
         A dossier service that has no ``get_dossiers`` yet (an older one, during a rolling upgrade) answers
         ``MethodNotFound`` (Nameko sends it as that class, not as a ``RemoteError``): the remaining codes
         are then read one by one with ``get_dossier``."""
         codes = list(dict.fromkeys(codes))
-        found, missing = {}, set()
+        found = {}
         for start in range(0, len(codes), CODES_PER_CALL):
             try:
                 answer = self._proxy.dossier.get_dossiers(codes[start:start + CODES_PER_CALL])
             except MethodNotFound:
                 log.info("dossier_batch_read_unavailable", fallback="get_dossier", dossiers=len(codes) - start)
-                return self._one_by_one(codes[start:], found, missing)
+                return self._one_by_one(codes[start:], found)
             except RemoteError as exc:
                 raise DossierUnavailable(f"get_dossiers: {exc.exc_type}") from None
             except Exception as exc:
                 raise DossierUnavailable(f"get_dossiers: {type(exc).__name__}") from None
             found.update((dossier["code"], dossier) for dossier in answer["dossiers"])
-            missing.update(answer["missing"])
-        return found, missing
+        return found
 
-    def _one_by_one(self, codes, found, missing):
+    def _one_by_one(self, codes, found):
         for code in codes:
             try:
                 found[code] = self.get(code)
             except DossierMissing:
-                missing.add(code)
-        return found, missing
+                pass  # absent from the answer, as get_dossiers leaves it
+        return found
 
     def page(self, limit, offset):
         """``list_dossiers`` newest first: ``{items, total}``."""

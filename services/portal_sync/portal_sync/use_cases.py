@@ -89,7 +89,7 @@ class Delivery:
             return claimed
         try:
             with directory.open() as dossiers:
-                found, _missing = dossiers.get_many([record.dossier_code for record in stale])
+                found = dossiers.get_many([record.dossier_code for record in stale])
         except DossierUnavailable as exc:
             for record in stale:
                 record.defer(exc, self.now, self.backoff_seconds, self.max_backoff_seconds)

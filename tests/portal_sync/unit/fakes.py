@@ -154,8 +154,7 @@ class FakeDirectory:
 
     def get_many(self, codes):
         self.reads.append(list(codes))
-        found = {code: copy.deepcopy(self.dossiers[code]) for code in codes if code in self.dossiers}
-        return found, {code for code in codes if code not in self.dossiers}
+        return {code: copy.deepcopy(self.dossiers[code]) for code in codes if code in self.dossiers}
 
 
 class FakePortal:
