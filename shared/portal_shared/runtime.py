@@ -52,6 +52,6 @@ def set_cpu_nice(nice):
     try:
         with open(AUTOGROUP, "w", encoding="ascii") as autogroup:
             autogroup.write(str(nice))
-    except FileNotFoundError:  # a kernel without autogroups
+    except OSError:  # a kernel without autogroups, or a /proc that cannot be written (some containers)
         return "process"
     return "autogroup"
