@@ -1,5 +1,6 @@
 """Outbox and inbox of the dossier service: no lost, duplicated or reordered events."""
 import eventlet
+from nameko.testing.utils import get_extension
 
 from portal_shared.extensions.database import Database
 from tests.helpers import make_collector, rpc_proxy, wait_for
@@ -8,7 +9,7 @@ UNREACHABLE_BROKER = "amqp://guest:guest@127.0.0.1:1/"
 
 
 def relay_of(container):
-    return next(dep for dep in container.dependencies if isinstance(dep, Database)).relay
+    return get_extension(container, Database).relay
 
 
 def test_events_committed_while_the_broker_is_unreachable_arrive_once_it_is_back(

@@ -4,7 +4,9 @@ import pytest
 import requests
 import sqlalchemy as sa
 from nameko.exceptions import RemoteError
+from nameko.testing.utils import get_extension
 
+from portal_shared.extensions.database import Database
 from tests.helpers import http_port, make_collector, rpc_proxy, wait_for
 
 
@@ -149,12 +151,6 @@ def test_calls_arriving_together_share_transactions_and_each_is_answered_for_its
     assert sorted(accepted) == sorted(codes)
 
 
-def service_engine(container):
-    from portal_shared.extensions.database import Database
-
-    return next(dependency for dependency in container.dependencies if isinstance(dependency, Database)).engine
-
-
 def test_get_dossiers_answers_as_get_dossier_does_and_names_the_unknown_codes(
         dossier_container, dossier_config, applicant):
     with rpc_proxy(dossier_config) as rpc:
@@ -185,7 +181,7 @@ def test_get_dossiers_reads_any_number_of_dossiers_in_one_statement(dossier_cont
         codes = [rpc.dossier.submit_dossier("KHAISINH-01", applicant)["code"] for _ in range(8)]
         for code in codes[:4]:
             rpc.dossier.act_on_dossier(code, "accept", "officer-1")
-    engine = service_engine(dossier_container)
+    engine = get_extension(dossier_container, Database).engine
     reads = []
 
     def record(_connection, _cursor, statement, *_args):

@@ -7,6 +7,7 @@ transactions it commits; the relay and the timer, on other green threads, are no
 import pytest
 import sqlalchemy as sa
 import structlog
+from nameko.testing.utils import get_extension
 
 from portal_shared.extensions.database import Database
 from tests.helpers import rpc_proxy
@@ -48,7 +49,7 @@ class IpnStatements:
 
 @pytest.fixture
 def ipn_statements(payment_container):
-    database = next(dependency for dependency in payment_container.dependencies if isinstance(dependency, Database))
+    database = get_extension(payment_container, Database)
     counter = IpnStatements(database.engine)
     yield counter
     counter.remove()
