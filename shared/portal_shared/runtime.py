@@ -13,6 +13,7 @@ collected in fewer, larger passes. Cycles made later are still found and freed a
 """
 import gc
 import os
+from pathlib import Path
 
 YOUNG_THRESHOLD = 2_000  # allocations between young collections (CPython's default is 700)
 
@@ -39,6 +40,19 @@ def freeze_startup_heap(young_threshold=YOUNG_THRESHOLD):
 AUTOGROUP = "/proc/self/autogroup"
 
 
+def autogroup_nice(path=AUTOGROUP):
+    """The nice value of a process's autogroup (``/autogroup-<id> nice <n>``), or ``None`` when it has
+    none to show: a kernel without autogroups, or a process in the default group (the session of a
+    container's first process, or of a machine's init), whose file the kernel leaves empty."""
+    try:
+        fields = Path(path).read_text(encoding="ascii").split()
+    except OSError:
+        return None
+    if len(fields) != 3 or fields[1] != "nice":
+        return None
+    return int(fields[2])
+
+
 def set_cpu_nice(nice):
     """Give this process the CPU weight of ``nice`` (-20..19, lower runs first): its own nice value and,
     when it leads its session (so the session's autogroup is its alone), the autogroup's. Returns
@@ -54,4 +68,4 @@ def set_cpu_nice(nice):
             autogroup.write(str(nice))
     except OSError:  # a kernel without autogroups, or a /proc that cannot be written (some containers)
         return "process"
-    return "autogroup"
+    return "autogroup" if autogroup_nice() == nice else "process"  # a write the kernel took but shows not

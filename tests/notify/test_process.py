@@ -13,6 +13,7 @@ import yaml
 from nameko.cli.run import import_service
 
 from notify.service import NotifyService
+from portal_shared.runtime import autogroup_nice
 from tests.helpers import rpc_proxy
 from tests.helpers import free_port
 
@@ -110,8 +111,7 @@ def test_nameko_run_starts_without_any_secret_and_says_what_is_disabled(rabbit_c
         # CPU_NICE's default, -5: taken where the process may raise its weight (CAP_SYS_NICE), said where not
         if os.geteuid() == 0:
             assert os.getpriority(os.PRIO_PROCESS, process.pid) == -5
-            if Path(f"/proc/{process.pid}/autogroup").exists():
-                assert Path(f"/proc/{process.pid}/autogroup").read_text().split()[-1] == "-5"
+            assert autogroup_nice(f"/proc/{process.pid}/autogroup") in (None, -5)  # None: no autogroup shown
             assert '"cpu_weight_set"' in log_path.read_text()
         else:
             assert os.getpriority(os.PRIO_PROCESS, process.pid) == 0

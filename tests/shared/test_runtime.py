@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 import weakref
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -15,7 +14,7 @@ from portal_shared.config import ConfigError
 from portal_shared.extensions import runtime as runtime_extensions
 from portal_shared.extensions.runtime import CpuWeight
 from portal_shared.logs import configure_logging
-from portal_shared.runtime import AUTOGROUP, freeze_startup_heap, set_cpu_nice
+from portal_shared.runtime import autogroup_nice, freeze_startup_heap, set_cpu_nice
 
 
 @pytest.fixture
@@ -52,10 +51,9 @@ def test_a_cycle_made_after_the_freeze_is_still_collected(restore_collector):
 
 SHOW_WEIGHT = """
 import os
-from portal_shared.runtime import set_cpu_nice
+from portal_shared.runtime import autogroup_nice, set_cpu_nice
 taken = set_cpu_nice({nice})
-group = open("/proc/self/autogroup").read().split()[-1] if os.path.exists("/proc/self/autogroup") else None
-print(taken, os.getpriority(os.PRIO_PROCESS, 0), group)
+print(taken, os.getpriority(os.PRIO_PROCESS, 0), autogroup_nice())
 """
 
 
@@ -71,17 +69,33 @@ def _weight_in_child(nice, own_session):
 def test_a_session_leader_sets_its_own_nice_and_its_autogroup():
     taken, process_nice, group_nice = _weight_in_child(7, own_session=True)
     assert process_nice == 7
-    if group_nice is None:  # a kernel without autogroups: only the process's own weight exists
+    if group_nice is None:  # a kernel without autogroups (or none shown): only the process's own weight exists
         assert taken == "process"
     else:
         assert (taken, group_nice) == ("autogroup", 7)
 
 
 def test_a_process_sharing_its_session_leaves_the_autogroup_alone():
-    ours = Path(AUTOGROUP).read_text().split()[-1] if Path(AUTOGROUP).exists() else None
+    ours = autogroup_nice()  # None in the default group: a container's first session, or init's
     taken, process_nice, group_nice = _weight_in_child(7, own_session=False)
     assert (taken, process_nice) == ("process", 7)
-    assert group_nice == (None if ours is None else int(ours))  # the test run's session keeps its weight
+    assert group_nice == ours  # the test run's session keeps its weight
+
+
+@pytest.mark.parametrize("shown, nice", [
+    ("/autogroup-85 nice -5\n", -5),
+    ("/autogroup-3 nice 0\n", 0),
+    ("", None),  # the default group: the kernel shows nothing
+    ("garbled\n", None),
+])
+def test_the_autogroup_nice_is_read_from_what_the_kernel_shows(tmp_path, shown, nice):
+    path = tmp_path / "autogroup"
+    path.write_text(shown)
+    assert autogroup_nice(path) == nice
+
+
+def test_no_autogroup_file_means_no_autogroup_nice(tmp_path):
+    assert autogroup_nice(tmp_path / "absent") is None
 
 
 def test_a_nice_value_out_of_range_is_refused():
