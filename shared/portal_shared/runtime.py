@@ -40,15 +40,15 @@ def freeze_startup_heap(young_threshold=YOUNG_THRESHOLD):
 AUTOGROUP = "/proc/self/autogroup"
 
 
-def autogroup_nice(path=AUTOGROUP):
+def autogroup_nice(path=None):
     """The nice value of a process's autogroup (``/autogroup-<id> nice <n>``), or ``None`` when it has
-    none to show: a kernel without autogroups, or a process in the default group (the session of a
-    container's first process, or of a machine's init), whose file the kernel leaves empty."""
+    none to show: a kernel without autogroups, or a process in the default group (the session of the
+    machine's init, where CI's containers may run their commands), whose file the kernel leaves empty."""
     try:
-        fields = Path(path).read_text(encoding="ascii").split()
+        fields = Path(path or AUTOGROUP).read_text(encoding="ascii").split()
     except OSError:
         return None
-    if len(fields) != 3 or fields[1] != "nice":
+    if len(fields) != 3 or fields[1] != "nice" or not fields[2].lstrip("-").isdigit():
         return None
     return int(fields[2])
 

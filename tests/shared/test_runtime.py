@@ -75,6 +75,22 @@ def test_a_session_leader_sets_its_own_nice_and_its_autogroup():
         assert (taken, group_nice) == ("autogroup", 7)
 
 
+WRITE_UNSHOWN = """
+from portal_shared import runtime
+runtime.AUTOGROUP = {path!r}  # a file that takes the write, as a /proc without autogroups may, and shows no group
+print(runtime.set_cpu_nice(7))
+"""
+
+
+def test_an_autogroup_write_the_kernel_does_not_show_counts_as_the_process_weight_only(tmp_path):
+    path = tmp_path / "autogroup"
+    path.write_text("")
+    done = subprocess.run([sys.executable, "-c", WRITE_UNSHOWN.format(path=str(path))], capture_output=True,
+                          text=True, timeout=60, start_new_session=True, check=True)
+    assert path.read_text() == "7"  # written, as a session leader does
+    assert done.stdout.split() == ["process"]
+
+
 def test_a_process_sharing_its_session_leaves_the_autogroup_alone():
     ours = autogroup_nice()  # None in the default group: a container's first session, or init's
     taken, process_nice, group_nice = _weight_in_child(7, own_session=False)
@@ -87,6 +103,7 @@ def test_a_process_sharing_its_session_leaves_the_autogroup_alone():
     ("/autogroup-3 nice 0\n", 0),
     ("", None),  # the default group: the kernel shows nothing
     ("garbled\n", None),
+    ("/autogroup-3 nice x\n", None),
 ])
 def test_the_autogroup_nice_is_read_from_what_the_kernel_shows(tmp_path, shown, nice):
     path = tmp_path / "autogroup"
