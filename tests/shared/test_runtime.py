@@ -92,7 +92,7 @@ def test_an_autogroup_write_the_kernel_does_not_show_counts_as_the_process_weigh
 
 
 def test_a_process_sharing_its_session_leaves_the_autogroup_alone():
-    ours = autogroup_nice()  # None in the default group: a container's first session, or init's
+    ours = autogroup_nice()  # None in the default group: init's session, where CI runs the suite
     taken, process_nice, group_nice = _weight_in_child(7, own_session=False)
     assert (taken, process_nice) == ("process", 7)
     assert group_nice == ours  # the test run's session keeps its weight
